@@ -1,0 +1,145 @@
+"""Input images: files, folders, globs and bundled portraits, preprocessed as each model was trained.
+
+Each image is decoded to RGB (grayscale is replicated, alpha dropped, 16-bit scaled to 8-bit as the
+originals' uint8 pipelines saw it), cropped, resized to 64x64 with PIL bilinear (torchvision's
+Resize on PIL images) and returned as float32 in [0, 1]. The crop: aligned 178x218 CelebA images
+get their model's original crop box; any other size gets the centred square crop; the bundled
+portraits get a square box around the face.
+"""
+
+import glob
+import os
+from typing import Callable, NamedTuple, Sequence
+
+import numpy as np
+from PIL import Image
+
+IMAGE_SIZE = 64
+CELEBA_SIZE = (178, 218)  # width, height of aligned CelebA images
+
+# Public-domain portraits shipped inside installed packages: name -> (loader, face box).
+# Boxes are squares around the face, framed like the aligned CelebA crops.
+BUNDLED_PREFIX = "bundled:"
+
+
+def _astronaut() -> np.ndarray:
+  from skimage import data  # pylint: disable=import-outside-toplevel
+  return data.astronaut()
+
+
+def _grace_hopper() -> np.ndarray:
+  from matplotlib import cbook  # pylint: disable=import-outside-toplevel
+  with cbook.get_sample_data("grace_hopper.jpg") as f:
+    return np.asarray(Image.open(f).convert("RGB"))
+
+
+BUNDLED: dict[str, tuple[Callable[[], np.ndarray], tuple[int, int, int, int]]] = {
+    "astronaut": (_astronaut, (121, 12, 321, 212)),
+    "grace_hopper": (_grace_hopper, (72, 26, 462, 416)),
+}
+
+
+class InputError(ValueError):
+  """No usable input, or an input spec that names nothing."""
+
+
+class Inputs(NamedTuple):
+  names: list[str]  # one per image: file path or bundled:<name>
+  images: np.ndarray  # [N, 64, 64, 3] float32 in [0, 1]
+  skipped: list[tuple[str, str]]  # (path, reason) of unreadable files
+
+
+def expand(spec: str | Sequence[str]) -> list[str]:
+  """Files named by a comma-separated spec of files, folders (non-recursive) and globs.
+
+  An empty spec means every bundled portrait. A path or glob that names nothing is an error.
+  """
+  items = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s.strip()]
+  if not items:
+    return [BUNDLED_PREFIX + name for name in BUNDLED]
+  files = []
+  for item in items:
+    if item.startswith(BUNDLED_PREFIX):
+      if item[len(BUNDLED_PREFIX):] not in BUNDLED:
+        raise InputError(f"unknown bundled portrait {item!r}; known: "
+                         + ", ".join(BUNDLED_PREFIX + n for n in BUNDLED))
+      files.append(item)
+    elif os.path.isdir(item):
+      found = sorted(os.path.join(item, f) for f in os.listdir(item)
+                     if not f.startswith(".") and os.path.isfile(os.path.join(item, f)))
+      if not found:
+        raise InputError(f"input folder {item} is empty")
+      files += found
+    elif os.path.isfile(item):
+      files.append(item)
+    elif glob.has_magic(item):
+      found = sorted(f for f in glob.glob(item) if os.path.isfile(f))
+      if not found:
+        raise InputError(f"input pattern {item} matches no file")
+      files += found
+    else:
+      raise InputError(f"input {item} does not exist")
+  return files
+
+
+def decode(path: str) -> np.ndarray:
+  """Any JPEG/PNG/... file -> [H, W, 3] uint8 RGB. Raises InputError when unreadable."""
+  import cv2  # pylint: disable=import-outside-toplevel
+
+  raw = np.fromfile(path, np.uint8) if os.path.getsize(path) else np.zeros(0, np.uint8)
+  image = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED) if raw.size else None
+  if image is None:
+    raise InputError("not a readable image")
+  if image.dtype == np.uint16:
+    image = np.round(image / 257.0).astype(np.uint8)
+  elif image.dtype != np.uint8:
+    image = np.round(np.clip(image.astype(np.float64), 0.0, 1.0) * 255.0).astype(np.uint8)
+  if image.ndim == 2:
+    image = image[..., None]
+  if image.shape[-1] == 1:
+    return np.repeat(image, 3, axis=-1)
+  if image.shape[-1] == 4:
+    return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
+  return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def crop_box(width: int, height: int, celeba_box: tuple[int, int, int, int]):
+  """The model's CelebA box for 178x218 images, else the centred square."""
+  if (width, height) == CELEBA_SIZE:
+    return celeba_box
+  side = min(width, height)
+  left, top = (width - side) // 2, (height - side) // 2
+  return left, top, left + side, top + side
+
+
+def preprocess(rgb: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+  """uint8 [H, W, 3] -> crop `box` -> PIL bilinear resize to 64 -> float32 [64, 64, 3] in [0, 1]."""
+  image = Image.fromarray(rgb).crop(box).resize((IMAGE_SIZE, IMAGE_SIZE), Image.BILINEAR)
+  return np.asarray(image, np.float32) / 255.0
+
+
+def load_one(name: str, celeba_box: tuple[int, int, int, int]) -> np.ndarray:
+  if name.startswith(BUNDLED_PREFIX):
+    loader, box = BUNDLED[name[len(BUNDLED_PREFIX):]]
+    return preprocess(loader(), box)
+  rgb = decode(name)
+  return preprocess(rgb, crop_box(rgb.shape[1], rgb.shape[0], celeba_box))
+
+
+def load(spec: str | Sequence[str], celeba_box: tuple[int, int, int, int],
+         progress: Callable[[int, int], None] | None = None) -> Inputs:
+  """Reads every image named by `spec`; unreadable files are skipped and reported by name."""
+  names, images, skipped = [], [], []
+  files = expand(spec)
+  for i, name in enumerate(files):
+    try:
+      images.append(load_one(name, celeba_box))
+      names.append(name)
+    except (InputError, OSError, ValueError) as e:
+      skipped.append((name, str(e) or type(e).__name__))
+    if progress is not None:
+      progress(i + 1, len(files))
+  if not images:
+    raise InputError("no readable input image among: "
+                     + "; ".join(f"{p} ({why})" for p, why in skipped))
+  return Inputs(names, np.stack(images), skipped)

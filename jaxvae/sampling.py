@@ -1,0 +1,216 @@
+"""Generation engine: variations, reconstruction, prior samples, interpolation and latent edits.
+
+All functions take and return images in [0, 1] ([B, H, W, C]); the conversion to and from each
+model's own value range happens here. Randomness is keyed per (variation k, image b) as
+fold_in(fold_in(key, k), b), so an image's variations do not depend on the batch it is in, and
+sharding or padding the batch changes nothing.
+
+Posterior sampling: z = mean + temperature * exp(logvar / 2) * eps, eps ~ N(0, I) per image and
+variation ("per_sample"), or the PVAE original's rule ("pvae_shared"): one eps ~ N(0, 0.1^2 I)
+per variation, shared by every image of the batch. temperature 0 is the deterministic z = mean.
+Input noise (input_noise_std > 0) encodes clip(x + std * n, 0, 1) afresh for each variation.
+"""
+
+import dataclasses
+import functools
+from typing import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from jaxvae import models
+
+RULES = ("per_sample", "pvae_shared")
+PVAE_EPS_STD = 0.1
+INTERPOLATIONS = ("linear", "slerp")
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+  """How variations are drawn and decoded (hashable: a static argument of the jitted engine)."""
+  temperature: float = 1.0
+  input_noise_std: float = 0.0
+  rule: str = "per_sample"
+  chunk_size: int = 0  # Images per decode step; 0 picks the backend's default.
+
+  def __post_init__(self):
+    if not self.temperature >= 0:
+      raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+    if not self.input_noise_std >= 0:
+      raise ValueError(f"input_noise_std must be >= 0, got {self.input_noise_std}")
+    if self.rule not in RULES:
+      raise ValueError(f"sampling rule must be one of {RULES}, got {self.rule!r}")
+    if self.chunk_size < 0:
+      raise ValueError(f"chunk_size must be >= 0, got {self.chunk_size}")
+
+
+def default_chunk_size(backend: str | None = None) -> int:
+  """Images per decode step: small on CPU (XLA's CPU convs slow down above ~8), whole batch elsewhere."""
+  return 8 if (backend or jax.default_backend()) == "cpu" else 0
+
+
+def _chunked(fn: Callable, x: jax.Array, chunk_size: int):
+  """fn over the leading axis of x in chunks with lax.map; padding is sliced off again."""
+  n = x.shape[0]
+  if chunk_size <= 0 or chunk_size >= n:
+    return fn(x)
+  pad = -n % chunk_size
+  xs = jnp.concatenate([x, jnp.zeros((pad, *x.shape[1:]), x.dtype)]) if pad else x
+  out = jax.lax.map(fn, xs.reshape(-1, chunk_size, *x.shape[1:]))
+  return jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:])[:n], out)
+
+
+def encode(model: nn.Module, variables, images: jax.Array, chunk_size: int = 0):
+  """[B, H, W, C] in [0, 1] -> (mean, logvar), each [B, L]."""
+  fn = lambda x: model.apply(variables, models.to_model_range(x, model.input_range),
+                             method=model.encode)
+  return _chunked(fn, images, _resolve_chunk(chunk_size))
+
+
+def decode(model: nn.Module, variables, z: jax.Array, chunk_size: int = 0) -> jax.Array:
+  """[N, L] -> [N, H, W, C] in [0, 1]."""
+  fn = lambda zc: models.to_unit_range(model.apply(variables, zc, method=model.decode),
+                                       model.output_range)
+  return _chunked(fn, z, _resolve_chunk(chunk_size))
+
+
+def _resolve_chunk(chunk_size: int) -> int:
+  return chunk_size or default_chunk_size()
+
+
+@functools.partial(jax.jit, static_argnames=("model", "chunk_size"))
+def reconstruct(model: nn.Module, variables, images: jax.Array, chunk_size: int = 0) -> jax.Array:
+  """Deterministic reconstruction decode(mean): [B, H, W, C] -> [B, H, W, C]."""
+  mean, _ = encode(model, variables, images, chunk_size)
+  return decode(model, variables, mean, chunk_size)
+
+
+def variation_latent(model: nn.Module, variables, images: jax.Array, key: jax.Array,
+                     index: jax.Array, options: Options) -> jax.Array:
+  """Latents of ONE variation (key = that variation's key) for images with global `index`: [B, L]."""
+  if options.input_noise_std > 0:
+    noise_key = jax.random.split(key)[0]
+    noise = jax.vmap(lambda i: jax.random.normal(jax.random.fold_in(noise_key, i),
+                                                 images.shape[1:]))(index)
+    images = jnp.clip(images + options.input_noise_std * noise, 0.0, 1.0)
+  mean, logvar = encode(model, variables, images, options.chunk_size)
+  return _sample_posterior(mean, logvar, key, index, options)
+
+
+def _variations_local(model, variables, images, key, index, num: int, options: Options):
+  keys = jax.vmap(lambda k: jax.random.fold_in(key, k))(jnp.arange(num))
+  if options.input_noise_std > 0:  # One encode per variation.
+    z = jax.vmap(lambda k: variation_latent(model, variables, images, k, index, options))(keys)
+  else:  # Encode once, then vmap only the sampling.
+    mean_logvar = encode(model, variables, images, options.chunk_size)
+    z = jax.vmap(lambda k: _sample_posterior(*mean_logvar, k, index, options))(keys)
+  z = jnp.swapaxes(z, 0, 1)  # [B, num, L]
+  b, n, l = z.shape
+  out = decode(model, variables, z.reshape(b * n, l), options.chunk_size)
+  return out.reshape(b, n, *out.shape[1:])
+
+
+def _sample_posterior(mean, logvar, key, index, options: Options):
+  """z for one variation's key, given the encoding: [B, L]."""
+  if options.temperature == 0:
+    return mean
+  eps_key = jax.random.split(key)[1]
+  if options.rule == "pvae_shared":
+    eps = PVAE_EPS_STD * jax.random.normal(eps_key, mean.shape[1:])[None]
+  else:
+    eps = jax.vmap(lambda i: jax.random.normal(jax.random.fold_in(eps_key, i),
+                                               mean.shape[1:]))(index)
+  return mean + options.temperature * jnp.exp(0.5 * logvar) * eps
+
+
+@functools.partial(jax.jit, static_argnames=("model", "num", "options"))
+def _variations_jit(model, variables, images, key, index, num, options):
+  return _variations_local(model, variables, images, key, index, num, options)
+
+
+def variations(model: nn.Module, variables, images, key: jax.Array, num: int,
+               options: Options = Options(), devices: list | None = None) -> jax.Array:
+  """`num` variations of each image: [B, H, W, C] -> [B, num, H, W, C], one compiled call.
+
+  With more than one device (all local devices by default), the batch is split over a 1-D mesh
+  with shard_map; each device runs the whole pipeline on its share, with identical results.
+  """
+  if num < 1:
+    raise ValueError(f"num_variations must be >= 1, got {num}")
+  images = jnp.asarray(images, jnp.float32)
+  devices = jax.local_devices() if devices is None else devices
+  index = jnp.arange(images.shape[0])
+  if len(devices) == 1:
+    return _variations_jit(model, variables, images, key, index, num, options)
+  return _variations_sharded(model, variables, images, key, num, options, tuple(devices))
+
+
+def _variations_sharded(model, variables, images, key, num, options, devices):
+  n_dev, b = len(devices), images.shape[0]
+  pad = -b % n_dev
+  padded = jnp.concatenate([images, jnp.zeros((pad, *images.shape[1:]), images.dtype)])
+  mesh = Mesh(np.array(devices), ("batch",))
+  fn = jax.jit(jax.shard_map(
+      functools.partial(_variations_local, model, num=num, options=options),
+      mesh=mesh, in_specs=(P(), P("batch"), P(), P("batch")), out_specs=P("batch")))
+  batch = NamedSharding(mesh, P("batch"))
+  out = fn(variables, jax.device_put(padded, batch), key,
+           jax.device_put(jnp.arange(b + pad), batch))
+  return out[:b]
+
+
+@functools.partial(jax.jit, static_argnames=("model", "n", "chunk_size"))
+def sample(model: nn.Module, variables, key: jax.Array, n: int, temperature: float = 1.0,
+           chunk_size: int = 0) -> jax.Array:
+  """n faces decoded from the prior z ~ N(0, temperature^2 I): [n, H, W, C]."""
+  latent_dim = model.latent_dim
+  z = temperature * jax.random.normal(key, (n, latent_dim))
+  return decode(model, variables, z, chunk_size)
+
+
+def slerp(z0: jax.Array, z1: jax.Array, t: jax.Array) -> jax.Array:
+  """Spherical interpolation sin((1-t)w)/sin(w) z0 + sin(tw)/sin(w) z1; linear when w ~ 0."""
+  n0 = z0 / jnp.linalg.norm(z0, axis=-1, keepdims=True)
+  n1 = z1 / jnp.linalg.norm(z1, axis=-1, keepdims=True)
+  omega = jnp.arccos(jnp.clip(jnp.sum(n0 * n1, -1, keepdims=True), -1.0, 1.0))
+  so = jnp.sin(omega)
+  safe = jnp.where(so < 1e-6, 1.0, so)
+  spherical = (jnp.sin((1 - t) * omega) * z0 + jnp.sin(t * omega) * z1) / safe
+  return jnp.where(so < 1e-6, (1 - t) * z0 + t * z1, spherical)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "steps", "method", "chunk_size"))
+def interpolate(model: nn.Module, variables, images_a: jax.Array, images_b: jax.Array,
+                steps: int, method: str = "slerp", chunk_size: int = 0) -> jax.Array:
+  """Decodes `steps` latents from mean(a) to mean(b) inclusive: [B, steps, H, W, C]."""
+  if method not in INTERPOLATIONS:
+    raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {method!r}")
+  za, _ = encode(model, variables, images_a, chunk_size)
+  zb, _ = encode(model, variables, images_b, chunk_size)
+  t = jnp.linspace(0.0, 1.0, steps)[None, :, None]  # [1, S, 1]
+  za, zb = za[:, None], zb[:, None]  # [B, 1, L]
+  z = slerp(za, zb, t) if method == "slerp" else (1 - t) * za + t * zb
+  b, s, l = z.shape
+  return decode(model, variables, z.reshape(b * s, l), chunk_size).reshape(b, s, *images_a.shape[1:])
+
+
+@functools.partial(jax.jit, static_argnames=("model", "chunk_size"))
+def attribute_direction(model: nn.Module, variables, with_attr: jax.Array,
+                        without_attr: jax.Array, chunk_size: int = 0) -> jax.Array:
+  """mean_i mu(with_i) - mean_j mu(without_j): [L]."""
+  mu_with, _ = encode(model, variables, with_attr, chunk_size)
+  mu_without, _ = encode(model, variables, without_attr, chunk_size)
+  return mu_with.mean(0) - mu_without.mean(0)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "chunk_size"))
+def edit(model: nn.Module, variables, images: jax.Array, direction: jax.Array,
+         strengths: jax.Array, chunk_size: int = 0) -> jax.Array:
+  """decode(mu(x) + s * direction) for each strength s: [B, S, H, W, C]."""
+  mu, _ = encode(model, variables, images, chunk_size)
+  z = mu[:, None] + strengths[None, :, None] * direction  # [B, S, L]
+  b, s, l = z.shape
+  return decode(model, variables, z.reshape(b * s, l), chunk_size).reshape(b, s, *images.shape[1:])

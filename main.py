@@ -1,0 +1,39 @@
+r"""Runs one mode of jaxvae on a model config.
+
+  python main.py --config=configs/betavae.py --mode=variations --workdir=out/betavae
+  python main.py --config=configs/betavae.py --mode=reconstruct --config.input='faces/*.jpg'
+"""
+
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Model config file.", lock_config=True)
+_MODE = flags.DEFINE_enum("mode", "reconstruct",
+                          ["reconstruct", "variations", "sample", "interpolate", "edit"],
+                          "What to run (jaxvae/modes.py).")
+_WORKDIR = flags.DEFINE_string("workdir", "out", "Where outputs are written.")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace outputs of an earlier run.")
+flags.mark_flags_as_required(["config"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  logging.set_verbosity(logging.WARNING)  # Orbax logs every step at INFO.
+  from jaxvae import modes  # pylint: disable=import-outside-toplevel
+  from port import api  # pylint: disable=import-outside-toplevel  (imports torch only to port)
+  config = _CONFIG.value
+  try:
+    if config.checkpoint:
+      config.checkpoint = api.ensure_ported(config.checkpoint, log=print)
+    modes.MODES[_MODE.value](config, _WORKDIR.value, _OVERWRITE.value)
+  except (ValueError, OSError) as e:  # Bad input or files: a message, not a traceback.
+    print(f"error: {e}", file=sys.stderr)
+    return 1
+  return 0
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,1 @@
+"""port: converts published checkpoints of the four face VAEs into jaxvae's Orbax checkpoints."""

@@ -1,0 +1,73 @@
+"""Applies a conversion table to a torch state_dict and checks every key and shape by name."""
+
+from typing import Any, NamedTuple
+
+import flax.linen as nn
+import numpy as np
+
+from jaxvae import checkpoint, models
+from port import tables
+
+
+class PortError(ValueError):
+  """The source does not match the model: missing, unexpected or mis-shaped tensors."""
+
+
+class Converted(NamedTuple):
+  model: nn.Module
+  variables: Any
+  ignored: list[str]  # Source keys that the original carries but never uses.
+
+
+def _unflatten(flat: dict[str, np.ndarray]) -> dict:
+  tree: dict = {}
+  for path, value in flat.items():
+    *parents, leaf = path.split("/")
+    node = tree
+    for p in parents:
+      node = node.setdefault(p, {})
+    node[leaf] = value
+  return tree
+
+
+def latent_size(model_name: str, state_dict: dict[str, np.ndarray]) -> int:
+  key = tables.TORCH_MODELS[model_name].latent_key
+  if key not in state_dict or state_dict[key].ndim != 2:
+    raise PortError(f"cannot read the latent size: {key} is missing or not a matrix "
+                    f"(is this a {model_name} checkpoint?)")
+  return int(state_dict[key].shape[0])
+
+
+def convert(model_name: str, state_dict: dict[str, np.ndarray], **model_fields) -> Converted:
+  """Builds the flax variables for `model_name` from `state_dict` through its table.
+
+  Every missing key, unexpected key and shape mismatch is reported by name in one PortError.
+  """
+  if model_name not in tables.TORCH_MODELS:
+    raise PortError(f"no torch conversion table for {model_name!r}; "
+                    f"torch models: {', '.join(tables.TORCH_MODELS)}")
+  spec = tables.TORCH_MODELS[model_name]
+  model = models.build(model_name, latent_dim=latent_size(model_name, state_dict), **model_fields)
+  expected = checkpoint.flatten(models.abstract_variables(model))
+
+  problems, flat = [], {}
+  for entry in spec.table:
+    if entry.torch_key not in state_dict:
+      problems.append(f"missing: {entry.torch_key} (for {entry.flax_path})")
+      continue
+    value = np.asarray(entry.transform(state_dict[entry.torch_key]), np.float32)
+    want = tuple(expected[entry.flax_path].shape)
+    if value.shape != want:
+      problems.append(f"shape mismatch: {entry.torch_key} {tuple(state_dict[entry.torch_key].shape)} "
+                      f"-> {entry.flax_path} {value.shape}, expected {want}")
+    flat[entry.flax_path] = value
+  used = {e.torch_key for e in spec.table}
+  ignored = sorted(k for k in state_dict if k not in used and k.startswith(spec.ignored_prefixes))
+  problems += [f"unexpected: {k} {tuple(state_dict[k].shape)}" for k in sorted(state_dict)
+               if k not in used and k not in ignored and not k.endswith(".num_batches_tracked")]
+  unmapped = sorted(set(expected) - {e.flax_path for e in spec.table})
+  problems += [f"no table entry for flax variable {p}" for p in unmapped]
+  if problems:
+    raise PortError(f"the checkpoint does not match {model_name!r} "
+                    f"({len(problems)} problem(s)):\n  " + "\n  ".join(problems))
+  return Converted(model, _unflatten(flat), ignored)

@@ -1,0 +1,151 @@
+"""Resolves a checkpoint source (published name, URL or path), downloads it, and loads it safely."""
+
+import hashlib
+import os
+import pickle
+import sys
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+import zipfile
+from typing import NamedTuple
+
+import numpy as np
+
+
+class SourceError(ValueError):
+  """A checkpoint source cannot be found, fetched or read safely."""
+
+
+class Published(NamedTuple):
+  model: str
+  url: str
+  sha256: str | None  # None where no hash has been published.
+  filename: str
+
+
+_BETA_VAE = "https://github.com/matthew-liu/beta-vae/raw/master/checkpoints"
+PUBLISHED = {
+    "betavae-l32": Published(
+        "betavae", f"{_BETA_VAE}/l32-100/100.pt",
+        "86e21d509efc5726c660bac97f9b2d6f66d46fd6a1030f6f0e843b907dc88bdd", "betavae-l32-100.pt"),
+    "betavae-l200": Published(
+        "betavae", f"{_BETA_VAE}/l200-100/100.pt",
+        "24e21060d15f868a226ff794f44885abbf490ac572e652514fe5913963742129", "betavae-l200-100.pt"),
+    "dfcvae-400": Published("dfcvae", f"{_BETA_VAE}/dfc-400/400.pt", None, "dfcvae-400.pt"),
+    "vanilla-l200": Published(
+        "vanilla",
+        "https://huggingface.co/hussamalafandi/VAE-CelebA/resolve/main/"
+        "vae_celeba_latent_200_epochs_10_batch_64_subset_80000.pth",
+        None, "vanilla-l200.pth"),
+}
+
+
+def cache_dir() -> str:
+  """$JAXVAE_CACHE, else $XDG_CACHE_HOME/jaxvae, else ~/.cache/jaxvae."""
+  if os.environ.get("JAXVAE_CACHE"):
+    return os.environ["JAXVAE_CACHE"]
+  base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+  return os.path.join(base, "jaxvae")
+
+
+def sha256_of(path: str) -> str:
+  h = hashlib.sha256()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      h.update(block)
+  return h.hexdigest()
+
+
+def download(url: str, dest: str, sha256: str | None = None, timeout: float = 30.0) -> str:
+  """Fetches `url` into `dest` atomically, checking `sha256` when given; returns `dest`."""
+  os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
+  fd, tmp = tempfile.mkstemp(prefix=".download-", dir=os.path.dirname(os.path.abspath(dest)))
+  try:
+    try:
+      with urllib.request.urlopen(url, timeout=timeout) as response, os.fdopen(fd, "wb") as out:
+        total = int(response.headers.get("Content-Length") or 0)
+        done = 0
+        for block in iter(lambda: response.read(1 << 20), b""):
+          out.write(block)
+          done += len(block)
+          if total and sys.stderr.isatty():
+            print(f"\rdownloading {url}: {done / total:6.1%}", end="", file=sys.stderr)
+      if total and sys.stderr.isatty():
+        print(file=sys.stderr)
+    except (urllib.error.URLError, OSError, ValueError) as e:
+      raise SourceError(
+          f"could not download {url}: {getattr(e, 'reason', e)}. Without network access, download "
+          "the file elsewhere and pass its local path as --source=PATH.") from e
+    if sha256 is not None:
+      got = sha256_of(tmp)
+      if got != sha256:
+        raise SourceError(f"sha256 mismatch for {url}: expected {sha256}, got {got}; "
+                          "the download is corrupt or the published file changed")
+    os.replace(tmp, dest)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+  return dest
+
+
+def resolve(source: str) -> tuple[str, Published | None]:
+  """A local path for `source` (a published name, an http(s)/file URL, or a path)."""
+  if source in PUBLISHED:
+    pub = PUBLISHED[source]
+    dest = os.path.join(cache_dir(), "downloads", pub.filename)
+    if os.path.exists(dest) and (pub.sha256 is None or sha256_of(dest) == pub.sha256):
+      return dest, pub
+    return download(pub.url, dest, pub.sha256), pub
+  scheme = urllib.parse.urlparse(source).scheme
+  if scheme in ("http", "https", "file"):
+    name = os.path.basename(urllib.parse.urlparse(source).path) or "checkpoint"
+    digest = hashlib.sha256(source.encode()).hexdigest()[:16]
+    return download(source, os.path.join(cache_dir(), "downloads", f"{digest}-{name}")), None
+  if not os.path.exists(source):
+    raise SourceError(f"{source} is neither a file nor a published name "
+                      f"({', '.join(PUBLISHED)}) nor a URL")
+  if os.path.isdir(source):
+    raise SourceError(f"{source} is a directory; pass a checkpoint file")
+  return source, None
+
+
+def load_state_dict(path: str) -> dict[str, np.ndarray]:
+  """Reads a torch .pt/.pth (legacy or zip) or .safetensors file into {key: float32 array}.
+
+  torch files are read with weights_only=True: a file that needs arbitrary unpickling is refused.
+  """
+  if path.endswith(".safetensors"):
+    from safetensors import SafetensorError  # pylint: disable=import-outside-toplevel
+    from safetensors.numpy import load_file  # pylint: disable=import-outside-toplevel
+    try:
+      return dict(load_file(path))
+    except (SafetensorError, OSError, ValueError) as e:
+      raise SourceError(f"{path} is not a readable safetensors file: {e}") from e
+
+  import torch  # pylint: disable=import-outside-toplevel
+
+  try:
+    obj = torch.load(path, map_location="cpu", weights_only=True)
+  except pickle.UnpicklingError as e:
+    if "Weights only load failed" in str(e):
+      raise SourceError(
+          f"refusing {path}: loading it would need unsafe unpickling of arbitrary objects "
+          f"(torch.load weights_only=True failed: {str(e).splitlines()[0]}). Only plain "
+          "state_dicts of tensors are accepted; re-save it with torch.save(model.state_dict(), f)."
+      ) from e
+    raise SourceError(f"{path} is not a torch checkpoint: {e}") from e
+  except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError) as e:
+    raise SourceError(f"{path} is truncated or not a torch checkpoint: "
+                      f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
+  for wrapper in ("state_dict", "model_state_dict", "model"):
+    if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
+      obj = obj[wrapper]
+  if not isinstance(obj, dict) or not obj:
+    raise SourceError(f"{path} holds a {type(obj).__name__}, not a state_dict of tensors")
+  bad = [k for k, v in obj.items() if not isinstance(v, torch.Tensor)]
+  if bad:
+    raise SourceError(f"{path}: entries that are not tensors: {', '.join(map(str, bad[:10]))}")
+  return {k: v.detach().cpu().numpy() for k, v in obj.items()}
+
