@@ -35,5 +35,16 @@ def main(argv):
   return 0
 
 
+def parse_flags(argv):
+  """absl's parser, with config override mistakes reported as one line instead of a traceback."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    sys.exit(f"error: {e}\nPass --helpshort to see the flags.")
+  except (AttributeError, KeyError, TypeError, ValueError) as e:  # From a --config.x=y override.
+    detail = str(e.args[0] if e.args else e).strip("'\"").replace("\\n", " ").replace("\n", " ").replace("\\'", "'")
+    sys.exit(f"error: bad config override: {detail}")
+
+
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

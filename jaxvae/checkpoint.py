@@ -10,7 +10,7 @@ import flax.linen as nn
 import jax
 import numpy as np
 
-from jaxvae import models
+from jaxvae import models, outputs
 
 METADATA_FILE = "jaxvae.json"
 VARIABLES_DIR = "variables"
@@ -76,6 +76,7 @@ def save(out_dir: str, model_name: str, model: nn.Module, variables: Any,
   parent = os.path.dirname(out_dir)
   os.makedirs(parent, exist_ok=True)
   tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.tmp-", dir=parent)
+  os.chmod(tmp, outputs.default_file_mode(0o777))
   try:
     checkpointer = ocp.StandardCheckpointer()
     checkpointer.save(os.path.join(tmp, VARIABLES_DIR),

@@ -27,6 +27,13 @@ def check_free(workdir: str, files: Sequence[str], mode: str, overwrite: bool) -
                             "pass --overwrite to replace them")
 
 
+def default_file_mode(base: int = 0o666) -> int:
+  """`base` less the process umask: what open() or mkdir() would give, unlike mkstemp's 0o600."""
+  umask = os.umask(0)
+  os.umask(umask)
+  return base & ~umask
+
+
 def write_bytes(path: str, data: bytes) -> None:
   """Writes `data` to a temporary file beside `path`, then renames it into place."""
   directory = os.path.dirname(os.path.abspath(path))
@@ -35,6 +42,7 @@ def write_bytes(path: str, data: bytes) -> None:
   try:
     with os.fdopen(fd, "wb") as f:
       f.write(data)
+    os.chmod(tmp, default_file_mode())
     os.replace(tmp, path)
   except BaseException:
     os.remove(tmp)

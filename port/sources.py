@@ -8,10 +8,11 @@ import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
-import zipfile
 from typing import NamedTuple
 
 import numpy as np
+
+from jaxvae import outputs
 
 
 class SourceError(ValueError):
@@ -83,6 +84,7 @@ def download(url: str, dest: str, sha256: str | None = None, timeout: float = 30
       if got != sha256:
         raise SourceError(f"sha256 mismatch for {url}: expected {sha256}, got {got}; "
                           "the download is corrupt or the published file changed")
+    os.chmod(tmp, outputs.default_file_mode())
     os.replace(tmp, dest)
   finally:
     if os.path.exists(tmp):
@@ -90,13 +92,38 @@ def download(url: str, dest: str, sha256: str | None = None, timeout: float = 30
   return dest
 
 
+def find_in_mirrors(pub: Published) -> str | None:
+  """A copy of `pub` in the folders of $JAXVAE_MIRROR (os.pathsep-separated), for offline use.
+
+  A file matches by sha256 where the hash is published, else by its cache file name.
+  """
+  for folder in filter(None, os.environ.get("JAXVAE_MIRROR", "").split(os.pathsep)):
+    if not os.path.isdir(folder):
+      continue
+    for name in sorted(os.listdir(folder)):
+      path = os.path.join(folder, name)
+      if not os.path.isfile(path):
+        continue
+      if pub.sha256 is not None and sha256_of(path) == pub.sha256:
+        return path
+      if pub.sha256 is None and name == pub.filename:
+        return path
+  return None
+
+
 def resolve(source: str) -> tuple[str, Published | None]:
-  """A local path for `source` (a published name, an http(s)/file URL, or a path)."""
+  """A local path for `source` (a published name, an http(s)/file URL, or a path).
+
+  A published name is looked up in the download cache, then in $JAXVAE_MIRROR, then downloaded.
+  """
   if source in PUBLISHED:
     pub = PUBLISHED[source]
     dest = os.path.join(cache_dir(), "downloads", pub.filename)
     if os.path.exists(dest) and (pub.sha256 is None or sha256_of(dest) == pub.sha256):
       return dest, pub
+    mirrored = find_in_mirrors(pub)
+    if mirrored is not None:
+      return mirrored, pub
     return download(pub.url, dest, pub.sha256), pub
   scheme = urllib.parse.urlparse(source).scheme
   if scheme in ("http", "https", "file"):
@@ -126,6 +153,11 @@ def load_state_dict(path: str) -> dict[str, np.ndarray]:
 
   import torch  # pylint: disable=import-outside-toplevel
 
+  with open(path, "rb") as f:
+    head = f.read(4)
+  if head != b"PK\x03\x04" and not head.startswith(b"\x80"):  # zip, or a legacy pickle stream
+    raise SourceError(f"{path} is not a torch checkpoint (neither torch's zip format nor its "
+                      "legacy pickle format) and not a .safetensors file")
   try:
     obj = torch.load(path, map_location="cpu", weights_only=True)
   except pickle.UnpicklingError as e:
@@ -136,7 +168,7 @@ def load_state_dict(path: str) -> dict[str, np.ndarray]:
           "state_dicts of tensors are accepted; re-save it with torch.save(model.state_dict(), f)."
       ) from e
     raise SourceError(f"{path} is not a torch checkpoint: {e}") from e
-  except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError) as e:
+  except Exception as e:  # pylint: disable=broad-except  # torch's parser raises many kinds.
     raise SourceError(f"{path} is truncated or not a torch checkpoint: "
                       f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
   for wrapper in ("state_dict", "model_state_dict", "model"):
