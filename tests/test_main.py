@@ -102,3 +102,22 @@ def test_bad_input_gives_a_clear_message_and_writes_nothing(tmp_path, ported_dir
   assert message in result.stderr, result.stderr
   assert "Traceback" not in result.stderr
   assert not out.exists() or os.listdir(out) == []
+
+
+@pytest.mark.parametrize("name,cls,latent", [("vanilla", torch_ref.VAE, 200),
+                                             ("dfcvae", torch_ref.DFCVAE, 100)])
+def test_other_torch_model_configs_run(tmp_path, name, cls, latent):
+  """The published Vanilla and DFC checkpoints are not reachable offline: random weights instead."""
+  from conftest import randomize_torch
+  from port import api
+  path = str(tmp_path / "w.pt")
+  torch.save(randomize_torch(cls(latent)).state_dict(), path)
+  ckpt = api.port(name, path, str(tmp_path / "ckpt")).out_dir
+  for mode in ("variations", "interpolate"):
+    result = _main(ckpt, tmp_path / "out", mode, "--config.num_variations=2",
+                   "--config.interpolation_steps=3", config=f"configs/{name}.py")
+    assert result.returncode == 0, result.stderr
+  with np.load(tmp_path / "out" / "variations.npz") as npz:
+    assert npz["variations"].shape == (2, 2, 64, 64, 3)
+  wrong = _main(ckpt, tmp_path / "out2", "reconstruct")  # A betavae config on another model.
+  assert wrong.returncode != 0 and f"holds a '{name}' model" in wrong.stderr
