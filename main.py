@@ -11,7 +11,8 @@ from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Model config file.", lock_config=True)
 _MODE = flags.DEFINE_enum("mode", "reconstruct",
-                          ["reconstruct", "variations", "sample", "interpolate", "edit"],
+                          ["reconstruct", "variations", "sample", "interpolate", "edit", "enhance",
+                           "evaluate"],
                           "What to run (jaxvae/modes.py).")
 _WORKDIR = flags.DEFINE_string("workdir", "out", "Where outputs are written.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace outputs of an earlier run.")
@@ -28,6 +29,9 @@ def main(argv):
   try:
     if config.checkpoint:
       config.checkpoint = api.ensure_ported(config.checkpoint, log=print)
+    config.evaluate_checkpoints = ",".join(
+        api.ensure_ported(c.strip(), log=print)
+        for c in config.evaluate_checkpoints.split(",") if c.strip())
     modes.MODES[_MODE.value](config, _WORKDIR.value, _OVERWRITE.value)
   except (ValueError, OSError) as e:  # Bad input or files: a message, not a traceback.
     print(f"error: {e}", file=sys.stderr)

@@ -32,4 +32,13 @@ def get_config(model: str, checkpoint: str) -> ml_collections.ConfigDict:
   c.edit_with = "bundled:grace_hopper"
   c.edit_without = "bundled:astronaut"
   c.edit_strengths = (0.0, 0.5, 1.0, 1.5)
+  # evaluate: CelebA root folder (official layout or CSV variant) or "tfds[:celeb_a]"; empty =
+  # config.input without attributes. evaluate_checkpoints adds models to compare (comma-separated).
+  c.celeba = ""
+  c.split = "test"
+  c.max_images = 1000  # 0 = the whole split
+  c.batch_size = 64
+  c.evaluate_checkpoints = ""
+  c.lpips_net = "alexnet"  # "vgg16", or "" to skip LPIPS
+  c.bootstrap = 2000  # resamples for the per-attribute confidence intervals
   return c

@@ -9,7 +9,8 @@ import jax
 import ml_collections
 import numpy as np
 
-from jaxvae import checkpoint, data, models, outputs, sampling
+from jaxvae import (checkpoint, data, evaluate as evaluation, metrics, models, outputs,
+                    postprocess, sampling)
 
 
 class Setup(NamedTuple):
@@ -62,22 +63,13 @@ def read_inputs(spec: str, model_name: str) -> data.Inputs:
 def _options(config) -> sampling.Options:
   return sampling.Options(temperature=0.0 if config.deterministic else float(config.temperature),
                           input_noise_std=float(config.input_noise_std),
-                          rule=config.sampling_rule, chunk_size=int(config.chunk_size))
+                          rule=config.sampling_rule, chunk_size=int(config.chunk_size),
+                          postprocess=config.postprocess)
 
 
 def _mse(a: np.ndarray, b: np.ndarray) -> np.ndarray:
   """Mean squared error over the last three axes, on [0, 1]."""
   return np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2, axis=(-3, -2, -1))
-
-
-def pairwise_distance(v: np.ndarray) -> float:
-  """Mean over pairs i < j of the RMS pixel difference between variations: v is [K, H, W, C]."""
-  k = v.shape[0]
-  if k < 2:
-    return 0.0
-  flat = np.asarray(v, np.float64).reshape(k, -1)
-  d = np.sqrt(np.mean((flat[:, None] - flat[None]) ** 2, axis=-1))
-  return float(d[np.triu_indices(k, 1)].mean())
 
 
 def _short(name: str) -> str:
@@ -101,7 +93,8 @@ def reconstruct(config, workdir: str, overwrite: bool = False) -> dict:
   outputs.check_free(workdir, _files("reconstruct"), "reconstruct", overwrite)
   s = _setup(config)
   x = s.inputs.images
-  recon = np.asarray(sampling.reconstruct(s.model, s.variables, x, int(config.chunk_size)))
+  recon = np.asarray(sampling.reconstruct(s.model, s.variables, x, int(config.chunk_size),
+                                          config.postprocess))
   mse = _mse(recon, x)
   picture = outputs.grid(np.stack([x, recon]), [_short(n) for n in s.inputs.names],
                          ["input", "recon"],
@@ -109,7 +102,8 @@ def reconstruct(config, workdir: str, overwrite: bool = False) -> dict:
   return _finish(workdir, "reconstruct", picture,
                  {"names": np.array(s.inputs.names), "inputs": x, "reconstructions": recon},
                  {"checkpoint": config.checkpoint, "model": s.name, "names": s.inputs.names,
-                  "mse": mse.tolist(), "mean_mse": float(mse.mean()),
+                  "postprocess": config.postprocess, "mse": mse.tolist(),
+                  "mean_mse": float(mse.mean()),
                   "skipped": [p for p, _ in s.inputs.skipped]})
 
 
@@ -121,13 +115,14 @@ def variations(config, workdir: str, overwrite: bool = False) -> dict:
     raise ValueError(f"num_variations must be >= 1, got {config.num_variations}")
   s = _setup(config)
   x = s.inputs.images
-  recon = np.asarray(sampling.reconstruct(s.model, s.variables, x, options.chunk_size))
+  recon = np.asarray(sampling.reconstruct(s.model, s.variables, x, options.chunk_size,
+                                          options.postprocess))
   start = time.perf_counter()
   var = np.asarray(sampling.variations(s.model, s.variables, x, jax.random.key(config.seed),
                                        int(config.num_variations), options))
   seconds = time.perf_counter() - start
   mse_recon, mse_var = _mse(recon, x), _mse(var, x[:, None])
-  diversity = [pairwise_distance(v) for v in var]
+  diversity = np.asarray(metrics.diversity(var, net=None).pixel).tolist()
   tiles = np.concatenate([x[:, None], recon[:, None], var], axis=1)
   picture = outputs.grid(
       tiles, ["input", "recon"] + [f"var {k + 1}" for k in range(var.shape[1])],
@@ -156,12 +151,14 @@ def sample(config, workdir: str, overwrite: bool = False) -> dict:
   s = _setup(config, with_inputs=False)
   n, per_row = int(config.num_samples), 8
   faces = np.asarray(sampling.sample(s.model, s.variables, jax.random.key(config.seed), n,
-                                     float(config.temperature), int(config.chunk_size)))
+                                     float(config.temperature), int(config.chunk_size),
+                                     config.postprocess))
   padded = np.concatenate([faces, np.ones((-n % per_row, *faces.shape[1:]), np.float32)])
   picture = outputs.grid(padded.reshape(-1, per_row, *faces.shape[1:]))
   return _finish(workdir, "sample", picture, {"samples": faces},
                  {"checkpoint": config.checkpoint, "model": s.name, "seed": config.seed,
-                  "num_samples": n, "temperature": float(config.temperature)})
+                  "num_samples": n, "temperature": float(config.temperature),
+                  "postprocess": config.postprocess})
 
 
 def interpolate(config, workdir: str, overwrite: bool = False) -> dict:
@@ -175,7 +172,7 @@ def interpolate(config, workdir: str, overwrite: bool = False) -> dict:
     raise data.InputError("--mode=interpolate needs at least two readable input images")
   path = np.asarray(sampling.interpolate(s.model, s.variables, x[:-1], x[1:],
                                          int(config.interpolation_steps), config.interpolation,
-                                         int(config.chunk_size)))
+                                         int(config.chunk_size), config.postprocess))
   tiles = np.concatenate([x[:-1, None], path, x[1:, None]], axis=1)
   names = [f"{_short(a)}>{_short(b)}" for a, b in zip(s.inputs.names, s.inputs.names[1:])]
   steps = path.shape[1]
@@ -185,6 +182,7 @@ def interpolate(config, workdir: str, overwrite: bool = False) -> dict:
                  {"names": np.array(s.inputs.names), "inputs": x, "paths": path},
                  {"checkpoint": config.checkpoint, "model": s.name,
                   "method": config.interpolation, "steps": steps, "pairs": names,
+                  "postprocess": config.postprocess,
                   "mse_endpoints": [[float(_mse(path[i, 0], x[i])), float(_mse(path[i, -1], x[i + 1]))]
                                     for i in range(len(names))]})
 
@@ -202,7 +200,7 @@ def edit(config, workdir: str, overwrite: bool = False) -> dict:
   direction = sampling.attribute_direction(s.model, s.variables, with_attr.images,
                                            without_attr.images, chunk)
   edited = np.asarray(sampling.edit(s.model, s.variables, s.inputs.images, direction, strengths,
-                                    chunk))
+                                    chunk, config.postprocess))
   tiles = np.concatenate([s.inputs.images[:, None], edited], axis=1)
   picture = outputs.grid(tiles, ["input"] + [f"s={v:g}" for v in strengths],
                          [_short(n) for n in s.inputs.names])
@@ -211,8 +209,47 @@ def edit(config, workdir: str, overwrite: bool = False) -> dict:
                   "edited": edited, "strengths": strengths, "direction": np.asarray(direction)},
                  {"checkpoint": config.checkpoint, "model": s.name,
                   "edit_with": with_attr.names, "edit_without": without_attr.names,
-                  "strengths": strengths.tolist(),
+                  "strengths": strengths.tolist(), "postprocess": config.postprocess,
                   "direction_norm": float(np.linalg.norm(np.asarray(direction)))})
+
+
+def enhance(config, workdir: str, overwrite: bool = False) -> dict:
+  """The report's Figure 1: Original | Reconstructed | Enhanced | Dehazed | Final, with MSEs.
+
+  The chain is config.postprocess, or the report's preset when that is empty.
+  """
+  outputs.check_free(workdir, _files("enhance"), "enhance", overwrite)
+  spec = config.postprocess or "report"
+  stage_names = postprocess.parse_spec(spec)
+  if not stage_names:
+    raise ValueError(f"--mode=enhance needs post-processing stages; config.postprocess={spec!r}")
+  s = _setup(config)
+  x = s.inputs.images
+  recon = sampling.reconstruct(s.model, s.variables, x, int(config.chunk_size))
+  stages = jax.jit(postprocess.build_pipeline(spec, intermediates=True))(recon)
+  labels = {"enhance": "Enhanced", "dehaze": "Dehazed"}  # The report's intermediate columns.
+  shown = [(labels[n], np.asarray(out))
+           for n, out in zip(stage_names[:-1], stages[:-1]) if n in labels]
+  columns = [("Original", x), ("Reconstructed", np.asarray(recon)), *shown,
+             ("Final", np.asarray(stages[-1]))]
+  mse = {name: _mse(images, x) for name, images in columns[1:]}
+  tiles = np.stack([images for _, images in columns], axis=1)
+  picture = outputs.grid(tiles, [name for name, _ in columns], [_short(n) for n in s.inputs.names],
+                         captions=[[""] + [f"mse {mse[n][i]:.4f}" for n, _ in columns[1:]]
+                                   for i in range(len(x))])
+  return _finish(workdir, "enhance", picture,
+                 {"names": np.array(s.inputs.names),
+                  **{name.lower(): images for name, images in columns}},
+                 {"checkpoint": config.checkpoint, "model": s.name, "postprocess": spec,
+                  "stages": list(stage_names), "names": s.inputs.names,
+                  "mse": {n.lower(): m.tolist() for n, m in mse.items()},
+                  "mean_mse": {n.lower(): float(m.mean()) for n, m in mse.items()}})
+
+
+def evaluate(config, workdir: str, overwrite: bool = False) -> dict:
+  """Metrics, diversity and per-attribute bias of config.checkpoint and config.evaluate_checkpoints."""
+  extra = [c.strip() for c in config.evaluate_checkpoints.split(",") if c.strip()]
+  return evaluation.evaluate(config, workdir, [config.checkpoint, *extra], overwrite)
 
 
 MODES: dict[str, Callable[[ml_collections.ConfigDict, str, bool], dict]] = {
@@ -221,4 +258,6 @@ MODES: dict[str, Callable[[ml_collections.ConfigDict, str, bool], dict]] = {
     "sample": sample,
     "interpolate": interpolate,
     "edit": edit,
+    "enhance": enhance,
+    "evaluate": evaluate,
 }

@@ -9,6 +9,8 @@ Posterior sampling: z = mean + temperature * exp(logvar / 2) * eps, eps ~ N(0, I
 variation ("per_sample"), or the PVAE original's rule ("pvae_shared"): one eps ~ N(0, 0.1^2 I)
 per variation, shared by every image of the batch. temperature 0 is the deterministic z = mean.
 Input noise (input_noise_std > 0) encodes clip(x + std * n, 0, 1) afresh for each variation.
+A post-processing chain (jaxvae.postprocess spec, e.g. "report") runs on each decoded chunk inside
+the same compiled call.
 """
 
 import dataclasses
@@ -21,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from jaxvae import models
+from jaxvae import models, postprocess as postprocessing
 
 RULES = ("per_sample", "pvae_shared")
 PVAE_EPS_STD = 0.1
@@ -35,8 +37,10 @@ class Options:
   input_noise_std: float = 0.0
   rule: str = "per_sample"
   chunk_size: int = 0  # Images per decode step; 0 picks the backend's default.
+  postprocess: str = ""  # jaxvae.postprocess spec applied to every decoded image; "" = off.
 
   def __post_init__(self):
+    postprocessing.parse_spec(self.postprocess)
     if not self.temperature >= 0:
       raise ValueError(f"temperature must be >= 0, got {self.temperature}")
     if not self.input_noise_std >= 0:
@@ -70,10 +74,12 @@ def encode(model: nn.Module, variables, images: jax.Array, chunk_size: int = 0):
   return _chunked(fn, images, _resolve_chunk(chunk_size))
 
 
-def decode(model: nn.Module, variables, z: jax.Array, chunk_size: int = 0) -> jax.Array:
-  """[N, L] -> [N, H, W, C] in [0, 1]."""
-  fn = lambda zc: models.to_unit_range(model.apply(variables, zc, method=model.decode),
-                                       model.output_range)
+def decode(model: nn.Module, variables, z: jax.Array, chunk_size: int = 0,
+           postprocess: str = "") -> jax.Array:
+  """[N, L] -> [N, H, W, C] in [0, 1], post-processed by the `postprocess` chain."""
+  chain = postprocessing.build_pipeline(postprocess)
+  fn = lambda zc: chain(models.to_unit_range(model.apply(variables, zc, method=model.decode),
+                                             model.output_range))
   return _chunked(fn, z, _resolve_chunk(chunk_size))
 
 
@@ -81,11 +87,12 @@ def _resolve_chunk(chunk_size: int) -> int:
   return chunk_size or default_chunk_size()
 
 
-@functools.partial(jax.jit, static_argnames=("model", "chunk_size"))
-def reconstruct(model: nn.Module, variables, images: jax.Array, chunk_size: int = 0) -> jax.Array:
+@functools.partial(jax.jit, static_argnames=("model", "chunk_size", "postprocess"))
+def reconstruct(model: nn.Module, variables, images: jax.Array, chunk_size: int = 0,
+                postprocess: str = "") -> jax.Array:
   """Deterministic reconstruction decode(mean): [B, H, W, C] -> [B, H, W, C]."""
   mean, _ = encode(model, variables, images, chunk_size)
-  return decode(model, variables, mean, chunk_size)
+  return decode(model, variables, mean, chunk_size, postprocess)
 
 
 def variation_latent(model: nn.Module, variables, images: jax.Array, key: jax.Array,
@@ -109,7 +116,7 @@ def _variations_local(model, variables, images, key, index, num: int, options: O
     z = jax.vmap(lambda k: _sample_posterior(*mean_logvar, k, index, options))(keys)
   z = jnp.swapaxes(z, 0, 1)  # [B, num, L]
   b, n, l = z.shape
-  out = decode(model, variables, z.reshape(b * n, l), options.chunk_size)
+  out = decode(model, variables, z.reshape(b * n, l), options.chunk_size, options.postprocess)
   return out.reshape(b, n, *out.shape[1:])
 
 
@@ -162,13 +169,13 @@ def _variations_sharded(model, variables, images, key, num, options, devices):
   return out[:b]
 
 
-@functools.partial(jax.jit, static_argnames=("model", "n", "chunk_size"))
+@functools.partial(jax.jit, static_argnames=("model", "n", "chunk_size", "postprocess"))
 def sample(model: nn.Module, variables, key: jax.Array, n: int, temperature: float = 1.0,
-           chunk_size: int = 0) -> jax.Array:
+           chunk_size: int = 0, postprocess: str = "") -> jax.Array:
   """n faces decoded from the prior z ~ N(0, temperature^2 I): [n, H, W, C]."""
   latent_dim = model.latent_dim
   z = temperature * jax.random.normal(key, (n, latent_dim))
-  return decode(model, variables, z, chunk_size)
+  return decode(model, variables, z, chunk_size, postprocess)
 
 
 def slerp(z0: jax.Array, z1: jax.Array, t: jax.Array) -> jax.Array:
@@ -182,9 +189,11 @@ def slerp(z0: jax.Array, z1: jax.Array, t: jax.Array) -> jax.Array:
   return jnp.where(so < 1e-6, (1 - t) * z0 + t * z1, spherical)
 
 
-@functools.partial(jax.jit, static_argnames=("model", "steps", "method", "chunk_size"))
+@functools.partial(jax.jit,
+                   static_argnames=("model", "steps", "method", "chunk_size", "postprocess"))
 def interpolate(model: nn.Module, variables, images_a: jax.Array, images_b: jax.Array,
-                steps: int, method: str = "slerp", chunk_size: int = 0) -> jax.Array:
+                steps: int, method: str = "slerp", chunk_size: int = 0,
+                postprocess: str = "") -> jax.Array:
   """Decodes `steps` latents from mean(a) to mean(b) inclusive: [B, steps, H, W, C]."""
   if method not in INTERPOLATIONS:
     raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {method!r}")
@@ -194,7 +203,8 @@ def interpolate(model: nn.Module, variables, images_a: jax.Array, images_b: jax.
   za, zb = za[:, None], zb[:, None]  # [B, 1, L]
   z = slerp(za, zb, t) if method == "slerp" else (1 - t) * za + t * zb
   b, s, l = z.shape
-  return decode(model, variables, z.reshape(b * s, l), chunk_size).reshape(b, s, *images_a.shape[1:])
+  out = decode(model, variables, z.reshape(b * s, l), chunk_size, postprocess)
+  return out.reshape(b, s, *images_a.shape[1:])
 
 
 @functools.partial(jax.jit, static_argnames=("model", "chunk_size"))
@@ -206,11 +216,12 @@ def attribute_direction(model: nn.Module, variables, with_attr: jax.Array,
   return mu_with.mean(0) - mu_without.mean(0)
 
 
-@functools.partial(jax.jit, static_argnames=("model", "chunk_size"))
+@functools.partial(jax.jit, static_argnames=("model", "chunk_size", "postprocess"))
 def edit(model: nn.Module, variables, images: jax.Array, direction: jax.Array,
-         strengths: jax.Array, chunk_size: int = 0) -> jax.Array:
+         strengths: jax.Array, chunk_size: int = 0, postprocess: str = "") -> jax.Array:
   """decode(mu(x) + s * direction) for each strength s: [B, S, H, W, C]."""
   mu, _ = encode(model, variables, images, chunk_size)
   z = mu[:, None] + strengths[None, :, None] * direction  # [B, S, L]
   b, s, l = z.shape
-  return decode(model, variables, z.reshape(b * s, l), chunk_size).reshape(b, s, *images.shape[1:])
+  out = decode(model, variables, z.reshape(b * s, l), chunk_size, postprocess)
+  return out.reshape(b, s, *images.shape[1:])

@@ -17,6 +17,7 @@ MODE_ARRAYS = {  # mode -> (npz key, expected shape for the two bundled portrait
     "sample": ("samples", (5, 64, 64, 3)),
     "interpolate": ("paths", (1, 4, 64, 64, 3)),
     "edit": ("edited", (2, 3, 64, 64, 3)),
+    "enhance": ("final", (2, 64, 64, 3)),
 }
 
 
@@ -121,3 +122,23 @@ def test_other_torch_model_configs_run(tmp_path, name, cls, latent):
     assert npz["variations"].shape == (2, 2, 64, 64, 3)
   wrong = _main(ckpt, tmp_path / "out2", "reconstruct")  # A betavae config on another model.
   assert wrong.returncode != 0 and f"holds a '{name}' model" in wrong.stderr
+
+
+def test_enhance_figure_and_postprocess_in_generation(tmp_path, ported_dir):
+  """--mode=enhance reports the report chain's MSEs; config.postprocess runs inside generation."""
+  from jaxvae import postprocess
+  ckpt = ported_dir("l200-100.pt")
+  assert _main(ckpt, tmp_path, "enhance").returncode == 0
+  summary = json.load(open(tmp_path / "summary.json"))["enhance"]
+  assert list(summary["mean_mse"]) == ["reconstructed", "enhanced", "dehazed", "final"]
+  npz = np.load(tmp_path / "enhance.npz")
+  final = np.asarray(postprocess.build_pipeline("report")(npz["reconstructed"]))
+  np.testing.assert_allclose(npz["final"], final, atol=1e-6)
+  np.testing.assert_allclose(summary["mse"]["final"],
+                             ((final - npz["original"]) ** 2).mean(axis=(1, 2, 3)), rtol=1e-4)
+  result = _main(ckpt, tmp_path, "reconstruct", "--config.postprocess=report")
+  assert result.returncode == 0, result.stderr
+  np.testing.assert_allclose(np.load(tmp_path / "reconstruct.npz")["reconstructions"], final,
+                             atol=1e-6)
+  bad = _main(ckpt, tmp_path / "bad", "variations", "--config.postprocess=blur")
+  assert bad.returncode != 0 and "Unknown post-processing stage 'blur'" in bad.stderr
