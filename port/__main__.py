@@ -2,8 +2,11 @@ r"""Converts a published checkpoint into a jaxvae Orbax checkpoint.
 
   python -m port --model=betavae --source=betavae-l200 --out=ckpt/betavae-l200 --verify
   python -m port --model=betavae --source=path/to/100.pt --out=DIR [--force]
+  python -m port --model=pvae --source=pvae.weights.h5 --out=DIR --verify
 
---source is a published name, an http(s)/file URL, or a local .pt/.pth/.safetensors file.
+--source is a published name, an http(s)/file URL, or a local .pt/.pth/.safetensors file; for
+pvae, Keras weights: .weights.h5 or .keras (Keras 3), .h5 (Keras 2 save_weights or model.save),
+or a TensorFlow SavedModel / checkpoint directory (needs TensorFlow).
 """
 
 import sys
@@ -12,7 +15,7 @@ from absl import app, flags, logging
 
 from port import api
 
-_MODEL = flags.DEFINE_string("model", None, "Model name: vanilla, betavae, dfcvae.")
+_MODEL = flags.DEFINE_string("model", None, "Model name: vanilla, betavae, dfcvae, pvae.")
 _SOURCE = flags.DEFINE_string("source", None,
                               "Published name, URL, or local checkpoint file.")
 _OUT = flags.DEFINE_string("out", None, "Output directory of the Orbax checkpoint.")

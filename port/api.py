@@ -7,7 +7,7 @@ import jax
 import numpy as np
 
 from jaxvae import checkpoint
-from port import convert, sources, tables, verify
+from port import convert, keras, sources, tables, verify
 
 PORT_VERSION = "1.0"
 TOLERANCE = verify.TOLERANCE
@@ -26,8 +26,8 @@ def port(model_name: str | None, source: str, out_dir: str, check_parity: bool =
          force: bool = False, log: Callable[[str], None] = lambda s: None) -> PortResult:
   """Converts `source` for `model_name` (inferred from a published name) into `out_dir`.
 
-  With `check_parity`, the torch original and the port run on the same inputs first, and nothing
-  is written when any max abs difference exceeds TOLERANCE.
+  With `check_parity`, the original (torch, or Keras for pvae) and the port run on the same
+  inputs first, and nothing is written when any max abs difference exceeds TOLERANCE.
   """
   published = sources.PUBLISHED.get(source)
   if model_name is None:
@@ -37,8 +37,11 @@ def port(model_name: str | None, source: str, out_dir: str, check_parity: bool =
     model_name = published.model
   if published is not None and published.model != model_name:
     raise ValueError(f"{source} is a {published.model} checkpoint, not {model_name}")
+  if model_name in keras.KERAS_MODELS:
+    return _port_keras(model_name, source, out_dir, check_parity, force, log)
   if model_name not in tables.TORCH_MODELS:
-    raise ValueError(f"unknown torch model {model_name!r}; one of {', '.join(tables.TORCH_MODELS)}")
+    raise ValueError(f"unknown model {model_name!r}; one of "
+                     f"{', '.join((*tables.TORCH_MODELS, *keras.KERAS_MODELS))}")
   if os.path.exists(out_dir) and not force:
     raise FileExistsError(f"{out_dir} already exists; pass --force to overwrite it")
 
@@ -60,10 +63,47 @@ def port(model_name: str | None, source: str, out_dir: str, check_parity: bool =
         + ", ".join(f"{k} {v:.3g}" for k, v in diffs.items()))
     if max(diffs.values()) > TOLERANCE:
       return PortResult(None, sha256, diffs, False)
+  return _save(model_name, source, sha256, converted, out_dir, diffs, check_parity, force, log)
 
+
+def _port_keras(model_name: str, source: str, out_dir: str, check_parity: bool, force: bool,
+                log: Callable[[str], None]) -> PortResult:
+  """The Keras branch of `port`: read the weights with h5py (or TensorFlow), map by layer order."""
+  if os.path.exists(out_dir) and not force:
+    raise FileExistsError(f"{out_dir} already exists; pass --force to overwrite it")
+  path = keras.resolve(source)
+  sha256 = keras.sha256_of(path)
+  log(f"source: {source} -> {path} (sha256 {sha256})")
+  read = keras.read(path)
+  log(f"format: {read.fmt}; {len(read.layers)} weight layers")
+  mapped = keras.convert_pvae(read)
+  log("mapping (by the architecture's layer order, shapes checked):\n  "
+      + "\n  ".join(mapped.mapping))
+  log(mapped.config_note)
+  converted = mapped.converted
+  log(f"converted {len(mapped.mapping)} Keras layers into {model_name} "
+      f"(latent_dim={converted.model.latent_dim})")
+  if converted.ignored:
+    log(f"ignored training state of the original: {', '.join(converted.ignored)}")
+  diffs = None
+  if check_parity:
+    diffs = keras.max_abs_diffs(converted.model, converted.variables, path, log=log)
+    recon_255 = diffs.pop("recon_255")
+    log("parity vs keras (max abs diff): "
+        + ", ".join(f"{k} {v:.3g}" for k, v in diffs.items())
+        + f" (recon on the [0,1] scale; {recon_255:.3g} on the original's 0-255 scale)")
+    if max(diffs.values()) > TOLERANCE:
+      return PortResult(None, sha256, diffs, False)
+  return _save(model_name, source, sha256, converted, out_dir, diffs, check_parity, force, log,
+               {"source_format": read.fmt, "keras_layer_mapping": mapped.mapping})
+
+
+def _save(model_name, source, sha256, converted, out_dir, diffs, check_parity, force, log,
+          extra_metadata: dict | None = None) -> PortResult:
+  """Writes the Orbax checkpoint with its metadata and checks the round trip bit for bit."""
   out_dir = checkpoint.save(out_dir, model_name, converted.model, converted.variables, {
       "source": source, "source_sha256": sha256, "port_version": PORT_VERSION,
-      "ignored_source_keys": converted.ignored,
+      "ignored_source_keys": converted.ignored, **(extra_metadata or {}),
   }, force=force)
   restored = checkpoint.load(out_dir)
   mismatched = [name for name, (a, b) in _paired(converted.variables, restored.variables)

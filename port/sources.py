@@ -78,7 +78,8 @@ def download(url: str, dest: str, sha256: str | None = None, timeout: float = 30
     except (urllib.error.URLError, OSError, ValueError) as e:
       raise SourceError(
           f"could not download {url}: {getattr(e, 'reason', e)}. Without network access, download "
-          "the file elsewhere and pass its local path as --source=PATH.") from e
+          "the file elsewhere and pass its local path (python -m port --source=PATH), or set "
+          "JAXVAE_MIRROR to the folder that holds it.") from e
     if sha256 is not None:
       got = sha256_of(tmp)
       if got != sha256:

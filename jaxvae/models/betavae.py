@@ -29,7 +29,7 @@ class ConvBN(nn.Module):
     return layers.batch_norm(train, self.bn_eps, 0.9, "bn")(conv(x))
 
 
-class BetaVAE(nn.Module):
+class BetaVAE(layers.VAE):
   """Encoder 4 x [Conv k4 s2 p0, BN, ReLU] -> fc_mu/fc_var; decoder fc_z -> 4 x [ConvT, BN, ReLU] -> Sigmoid.
 
   Quirk kept from the original: the last block is BN -> ReLU -> Sigmoid, so every output is >= 0.5.
@@ -59,9 +59,3 @@ class BetaVAE(nn.Module):
     for block in self.decoder:
       x = nn.relu(block(x, train))
     return nn.sigmoid(x)
-
-  def __call__(self, x: jax.Array, eps: jax.Array | None = None,
-               train: bool = False) -> layers.VAEOutput:
-    mean, logvar = self.encode(x, train)
-    z = layers.reparameterize(mean, logvar, eps)
-    return layers.VAEOutput(self.decode(z, train), mean, logvar, z)

@@ -9,7 +9,7 @@ from jaxvae.models import layers
 from jaxvae.models.betavae import ConvBN
 
 
-class DFCVAE(nn.Module):
+class DFCVAE(layers.VAE):
   """Encoder e1..e4 [Conv k4 s2 p1, BN, leaky 0.01] -> fc_mu/fc_var; decoder fc_z -> d1..d4 -> Sigmoid.
 
   Each decoder block: nearest 2x upsample -> ReplicationPad2d(1) -> Conv k3 -> BN -> leaky_relu(0.01).
@@ -39,9 +39,3 @@ class DFCVAE(nn.Module):
       x = layers.edge_pad1(layers.upsample_nearest2x(x))
       x = nn.leaky_relu(block(x, train), layers.TORCH_LEAKY_SLOPE)
     return nn.sigmoid(x)
-
-  def __call__(self, x: jax.Array, eps: jax.Array | None = None,
-               train: bool = False) -> layers.VAEOutput:
-    mean, logvar = self.encode(x, train)
-    z = layers.reparameterize(mean, logvar, eps)
-    return layers.VAEOutput(self.decode(z, train), mean, logvar, z)

@@ -68,3 +68,23 @@ def reparameterize(mean: jax.Array, logvar: jax.Array, eps: jax.Array | None) ->
   if eps is None:
     return mean
   return mean + jnp.exp(0.5 * logvar) * eps
+
+
+OUTPUT_ACTIVATIONS = {"linear": lambda x: x, "sigmoid": nn.sigmoid, "tanh": nn.tanh}
+
+
+def output_activation(x: jax.Array, name: str) -> jax.Array:
+  if name not in OUTPUT_ACTIVATIONS:
+    raise ValueError(f"output_activation must be one of {sorted(OUTPUT_ACTIVATIONS)}, got {name!r}")
+  return OUTPUT_ACTIVATIONS[name](x)
+
+
+class VAE(nn.Module):
+  """Base of the four models: subclasses define encode(x, train) and decode(z, train)."""
+
+  def __call__(self, x: jax.Array, eps: jax.Array | None = None,
+               train: bool = False) -> VAEOutput:
+    """x [B, H, W, C] -> VAEOutput; z = mean + exp(logvar / 2) * eps (z = mean without eps)."""
+    mean, logvar = self.encode(x, train)
+    z = reparameterize(mean, logvar, eps)
+    return VAEOutput(self.decode(z, train), mean, logvar, z)

@@ -23,7 +23,7 @@ class ConvBNLeaky(nn.Module):
     return nn.leaky_relu(x, layers.KERAS_LEAKY_SLOPE)
 
 
-class PVAE(nn.Module):
+class PVAE(layers.VAE):
   """Encoder 4 x [Conv k4 s2 same, BN, LeakyReLU(0.3)] -> Dense mean/logvar (Flatten in h,w,c order).
 
   Decoder Dense(4096, relu) -> (4,4,256) -> 3 x [Up2x, Conv k3, BN, LeakyReLU] -> Up2x -> Conv(3).
@@ -55,15 +55,5 @@ class PVAE(nn.Module):
     x = nn.relu(self.decoder_dense(z)).reshape(z.shape[0], 4, 4, 256)
     for block in self.decoder:
       x = block(layers.upsample_nearest2x(x), train)
-    x = self.decoder_out(layers.upsample_nearest2x(x))
-    if self.output_activation == "linear":
-      return x
-    if self.output_activation == "sigmoid":
-      return nn.sigmoid(x)
-    raise ValueError(f"output_activation must be 'linear' or 'sigmoid', got {self.output_activation!r}")
-
-  def __call__(self, x: jax.Array, eps: jax.Array | None = None,
-               train: bool = False) -> layers.VAEOutput:
-    mean, logvar = self.encode(x, train)
-    z = layers.reparameterize(mean, logvar, eps)
-    return layers.VAEOutput(self.decode(z, train), mean, logvar, z)
+    return layers.output_activation(self.decoder_out(layers.upsample_nearest2x(x)),
+                                    self.output_activation)

@@ -8,7 +8,7 @@ import jax
 from jaxvae.models import layers
 
 
-class VanillaVAE(nn.Module):
+class VanillaVAE(layers.VAE):
   """Encoder 4 x [Conv k4 s2 p1, ReLU] -> fc_mu/fc_logvar; decoder_input -> 4 x ConvT k4 s2 p1 -> Tanh.
 
   `output_activation="sigmoid"` with input_range (0, 1) reproduces the evaluation report's
@@ -40,14 +40,4 @@ class VanillaVAE(nn.Module):
       x = conv(x)
       if i < len(self.decoder) - 1:
         x = nn.relu(x)
-    if self.output_activation == "tanh":
-      return nn.tanh(x)
-    if self.output_activation == "sigmoid":
-      return nn.sigmoid(x)
-    raise ValueError(f"output_activation must be 'tanh' or 'sigmoid', got {self.output_activation!r}")
-
-  def __call__(self, x: jax.Array, eps: jax.Array | None = None,
-               train: bool = False) -> layers.VAEOutput:
-    mean, logvar = self.encode(x, train)
-    z = layers.reparameterize(mean, logvar, eps)
-    return layers.VAEOutput(self.decode(z, train), mean, logvar, z)
+    return layers.output_activation(x, self.output_activation)
