@@ -144,29 +144,48 @@ def variations(model: nn.Module, variables, images, key: jax.Array, num: int,
 
   With more than one device (all local devices by default), the batch is split over a 1-D mesh
   with shard_map; each device runs the whole pipeline on its share, with identical results.
+  Several hosts: every process calls jax.distributed.initialize() first, then this with
+  devices=jax.devices() and its own equal-sized share of the images; image b of process p is
+  keyed as global index p * B + b, and each process gets its own share's variations back.
   """
   if num < 1:
     raise ValueError(f"num_variations must be >= 1, got {num}")
   images = jnp.asarray(images, jnp.float32)
   devices = jax.local_devices() if devices is None else devices
-  index = jnp.arange(images.shape[0])
   if len(devices) == 1:
-    return _variations_jit(model, variables, images, key, index, num, options)
+    return _variations_jit(model, variables, images, key, jnp.arange(images.shape[0]), num,
+                           options)
   return _variations_sharded(model, variables, images, key, num, options, tuple(devices))
 
 
+_PAD_INDEX = 2**31 - 1  # RNG index of padding images, whose outputs are dropped.
+
+
 def _variations_sharded(model, variables, images, key, num, options, devices):
-  n_dev, b = len(devices), images.shape[0]
-  pad = -b % n_dev
-  padded = jnp.concatenate([images, jnp.zeros((pad, *images.shape[1:]), images.dtype)])
   mesh = Mesh(np.array(devices), ("batch",))
+  me = jax.process_index()
+  multihost = any(d.process_index != me for d in devices)
+  local_devices = sum(d.process_index == me for d in devices)
+  b = images.shape[0]
+  pad = -b % local_devices
+  padded = np.concatenate([np.asarray(images), np.zeros((pad, *images.shape[1:]), np.float32)])
+  offset = me * b if multihost else 0
+  index = np.concatenate([offset + np.arange(b), np.full(pad, _PAD_INDEX)]).astype(np.int32)
   fn = jax.jit(jax.shard_map(
-      functools.partial(_variations_local, model, num=num, options=options),
+      lambda v, x, k, i: _variations_local(model, v, x, jax.random.wrap_key_data(k), i, num,
+                                           options),
       mesh=mesh, in_specs=(P(), P("batch"), P(), P("batch")), out_specs=P("batch")))
-  batch = NamedSharding(mesh, P("batch"))
-  out = fn(variables, jax.device_put(padded, batch), key,
-           jax.device_put(jnp.arange(b + pad), batch))
-  return out[:b]
+  batch, replicated = NamedSharding(mesh, P("batch")), NamedSharding(mesh, P())
+  if not multihost:
+    out = fn(jax.device_put(variables, replicated), jax.device_put(padded, batch),
+             jax.device_put(jax.random.key_data(key), replicated), jax.device_put(index, batch))
+    return out[:b]
+  glob = jax.make_array_from_process_local_data
+  out = fn(jax.tree.map(lambda a: glob(replicated, np.asarray(a)), variables),
+           glob(batch, padded), glob(replicated, np.asarray(jax.random.key_data(key))),
+           glob(batch, index))
+  shards = sorted(out.addressable_shards, key=lambda s: s.index[0].start)
+  return jnp.asarray(np.concatenate([np.asarray(s.data) for s in shards])[:b])
 
 
 @functools.partial(jax.jit, static_argnames=("model", "n", "chunk_size", "postprocess"))

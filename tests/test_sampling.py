@@ -218,3 +218,43 @@ def test_sharded_equals_unsharded(tmp_path, noise):
     results[n] = np.load(out)
   assert results[1].shape == (6, 3, 64, 64, 3)
   np.testing.assert_allclose(results[4], results[1], atol=1e-6)
+
+
+_MULTIHOST = textwrap.dedent("""
+    import sys
+    import jax, numpy as np
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    port, pid, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    jax.distributed.initialize(f"127.0.0.1:{port}", num_processes=2, process_id=pid)
+    from jaxvae import models, sampling
+    model = models.build("betavae", latent_dim=8)
+    variables = models.init_variables(model, jax.random.key(1))
+    images = jax.random.uniform(jax.random.key(2), (6, 64, 64, 3))[3 * pid:3 * pid + 3]
+    got = sampling.variations(model, variables, images, jax.random.key(3), 3,
+                              devices=jax.devices())
+    assert len(jax.devices()) == 4 and len(jax.local_devices()) == 2
+    np.save(out, np.asarray(got))
+""")
+
+
+def test_two_processes_equal_one(tmp_path):
+  """jax.distributed with 2 processes x 2 host devices: each gets its share, as one process would."""
+  import socket
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+         "JAX_PLATFORMS": "cpu"}
+  procs = [subprocess.Popen([sys.executable, "-c", _MULTIHOST, str(port), str(p),
+                             str(tmp_path / f"{p}.npy")], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+           for p in (0, 1)]
+  for p in procs:
+    _, err = p.communicate(timeout=240)
+    assert p.returncode == 0, err[-3000:]
+  model = models.build("betavae", latent_dim=8)
+  variables = models.init_variables(model, jax.random.key(1))
+  images = jax.random.uniform(jax.random.key(2), (6, 64, 64, 3))
+  whole = sampling.variations(model, variables, images, jax.random.key(3), 3)
+  np.testing.assert_allclose(np.load(tmp_path / "0.npy"), whole[:3], atol=1e-6)
+  np.testing.assert_allclose(np.load(tmp_path / "1.npy"), whole[3:], atol=1e-6)
