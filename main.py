@@ -9,6 +9,8 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from jaxvae import schedule  # Imports no jax: XLA flags must be set before jax starts.
+
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Model config file.", lock_config=True)
 _MODE = flags.DEFINE_enum("mode", "reconstruct",
                           ["reconstruct", "variations", "sample", "interpolate", "edit", "enhance",
@@ -23,6 +25,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   logging.set_verbosity(logging.WARNING)  # Orbax logs every step at INFO.
+  schedule.enable_compilation_cache()
   from jaxvae import modes  # pylint: disable=import-outside-toplevel
   from port import api  # pylint: disable=import-outside-toplevel  (imports torch only to port)
   config = _CONFIG.value
@@ -51,4 +54,5 @@ def parse_flags(argv):
 
 
 if __name__ == "__main__":
+  schedule.configure_xla_flags()  # The CPU schedule (jaxvae/schedule.py), unless the user set it.
   app.run(main, flags_parser=parse_flags)

@@ -18,7 +18,8 @@ from typing import Callable, Iterator, NamedTuple
 import jax
 import numpy as np
 
-from jaxvae import bias, celeba, checkpoint, data, metrics, models, outputs, postprocess, sampling
+from jaxvae import (bias, celeba, checkpoint, data, fast, metrics, models, outputs, postprocess,
+                    sampling)
 
 # metrics.json is written last: its presence marks a finished evaluation. The other outputs of an
 # interrupted run are rewritten when it resumes.
@@ -310,6 +311,7 @@ def evaluate(config, workdir: str, checkpoints: list[str], overwrite: bool = Fal
     fields = ({k: v for k, v in config.model.items() if k != "name"}
               if metadata["model"] == config.model.name else {})
     loaded = checkpoint.load(ckpt_dir, **fields)
+    loaded = loaded._replace(variables=fast.prepare_jit(loaded.model, loaded.variables))
     label = _label(ckpt_dir, metadata, taken)
     taken.add(label)
     ds = open_dataset(config, metadata["model"])

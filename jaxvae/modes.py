@@ -9,7 +9,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from jaxvae import (checkpoint, data, evaluate as evaluation, metrics, models, outputs,
+from jaxvae import (checkpoint, data, evaluate as evaluation, fast, metrics, models, outputs,
                     postprocess, sampling)
 
 
@@ -46,11 +46,13 @@ def load_model(config: ml_collections.ConfigDict):
 
 
 def _setup(config, with_inputs: bool = True) -> Setup:
+  """The model with its weights prepared for the fast path, and the inputs."""
   loaded = load_model(config)
   inputs = None
   if with_inputs:
     inputs = read_inputs(config.input, config.model.name)
-  return Setup(config.model.name, loaded.model, loaded.variables, inputs)
+  return Setup(config.model.name, loaded.model, fast.prepare_jit(loaded.model, loaded.variables),
+               inputs)
 
 
 def read_inputs(spec: str, model_name: str) -> data.Inputs:

@@ -11,6 +11,9 @@ per variation, shared by every image of the batch. temperature 0 is the determin
 Input noise (input_noise_std > 0) encodes clip(x + std * n, 0, 1) afresh for each variation.
 A post-processing chain (jaxvae.postprocess spec, e.g. "report") runs on each decoded chunk inside
 the same compiled call.
+
+`variables` is either the flax variables of the model (the straightforward reference modules run)
+or `jaxvae.fast.prepare(model, variables)` (the exact fast reformulation runs; what main.py uses).
 """
 
 import dataclasses
@@ -23,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from jaxvae import models, postprocess as postprocessing
+from jaxvae import fast, models, postprocess as postprocessing
 
 RULES = ("per_sample", "pvae_shared")
 PVAE_EPS_STD = 0.1
@@ -51,11 +54,6 @@ class Options:
       raise ValueError(f"chunk_size must be >= 0, got {self.chunk_size}")
 
 
-def default_chunk_size(backend: str | None = None) -> int:
-  """Images per decode step: small on CPU (XLA's CPU convs slow down above ~8), whole batch elsewhere."""
-  return 8 if (backend or jax.default_backend()) == "cpu" else 0
-
-
 def _chunked(fn: Callable, x: jax.Array, chunk_size: int):
   """fn over the leading axis of x in chunks with lax.map; padding is sliced off again."""
   n = x.shape[0]
@@ -67,24 +65,37 @@ def _chunked(fn: Callable, x: jax.Array, chunk_size: int):
   return jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:])[:n], out)
 
 
+def _encoder(model: nn.Module, variables):
+  if isinstance(variables, fast.Prepared):
+    return lambda x: fast.encode(model, variables, x)
+  return lambda x: model.apply(variables, x, method=model.encode)
+
+
+def _decoder(model: nn.Module, variables):
+  if isinstance(variables, fast.Prepared):
+    return lambda z: fast.decode(model, variables, z)
+  return lambda z: model.apply(variables, z, method=model.decode)
+
+
 def encode(model: nn.Module, variables, images: jax.Array, chunk_size: int = 0):
   """[B, H, W, C] in [0, 1] -> (mean, logvar), each [B, L]."""
-  fn = lambda x: model.apply(variables, models.to_model_range(x, model.input_range),
-                             method=model.encode)
-  return _chunked(fn, images, _resolve_chunk(chunk_size))
+  encoder = _encoder(model, variables)
+  fn = lambda x: encoder(models.to_model_range(x, model.input_range))
+  return _chunked(fn, images, _resolve_chunk(chunk_size, model))
 
 
 def decode(model: nn.Module, variables, z: jax.Array, chunk_size: int = 0,
            postprocess: str = "") -> jax.Array:
   """[N, L] -> [N, H, W, C] in [0, 1], post-processed by the `postprocess` chain."""
   chain = postprocessing.build_pipeline(postprocess)
-  fn = lambda zc: chain(models.to_unit_range(model.apply(variables, zc, method=model.decode),
-                                             model.output_range))
-  return _chunked(fn, z, _resolve_chunk(chunk_size))
+  decoder = _decoder(model, variables)
+  fn = lambda zc: chain(models.to_unit_range(decoder(zc), model.output_range))
+  return _chunked(fn, z, _resolve_chunk(chunk_size, model))
 
 
-def _resolve_chunk(chunk_size: int) -> int:
-  return chunk_size or default_chunk_size()
+def _resolve_chunk(chunk_size: int, model: nn.Module) -> int:
+  """config.chunk_size, or the backend's schedule for this model when it is 0."""
+  return chunk_size or fast.default_chunk_size(model)
 
 
 @functools.partial(jax.jit, static_argnames=("model", "chunk_size", "postprocess"))

@@ -1,0 +1,161 @@
+"""The fast path (jaxvae/fast.py) equals the reference flax modules and the torch originals."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+
+from conftest import PARITY_TOL, randomize_torch, shared_file
+from jaxvae import fast, models, schedule
+from port import convert, sources, torch_ref
+
+VARIANTS = [("vanilla", {}), ("vanilla", {"output_activation": "sigmoid"}), ("betavae", {}),
+            ("dfcvae", {}), ("pvae", {}), ("pvae", {"output_activation": "sigmoid"})]
+
+encode_jit = jax.jit(fast.encode, static_argnums=0)
+decode_jit = jax.jit(fast.decode, static_argnums=0)
+
+
+def _random_variables(model, seed: int):
+  """Random weights and random BatchNorm statistics (mean, var, scale, bias all non-trivial)."""
+  rng = np.random.default_rng(seed)
+
+  def leaf(path, a):
+    name = "/".join(str(getattr(k, "key", k)) for k in path)
+    a = np.asarray(a)
+    if name.startswith("batch_stats") and name.endswith("var"):
+      return 0.5 + rng.random(a.shape, dtype=np.float32)
+    if name.endswith("mean") or name.endswith("bias"):
+      return 0.1 * rng.standard_normal(a.shape, dtype=np.float32)
+    if name.endswith("scale"):
+      return 0.5 + rng.random(a.shape, dtype=np.float32)
+    return a
+  return jax.tree_util.tree_map_with_path(leaf, models.init_variables(model, jax.random.key(seed)))
+
+
+def _max_diffs(model, variables, batch: int, seed: int):
+  rng = np.random.default_rng(seed)
+  x = jnp.asarray(models.to_model_range(rng.random((batch, 64, 64, 3), dtype=np.float32),
+                                        model.input_range))
+  z = jnp.asarray(2 * rng.standard_normal((batch, model.latent_dim), dtype=np.float32))
+  mean, logvar = model.apply(variables, x, method=model.encode)
+  recon = model.apply(variables, z, method=model.decode)
+  prepared = fast.prepare_jit(model, variables)
+  mean_f, logvar_f = encode_jit(model, prepared, x)
+  recon_f = decode_jit(model, prepared, z)
+  scale = models.to_unit_range(recon, model.output_range)  # outputs compared on [0, 1] too
+  return {"mean": float(jnp.abs(mean - mean_f).max()),
+          "logvar": float(jnp.abs(logvar - logvar_f).max()),
+          "recon": float(jnp.abs(recon - recon_f).max()),
+          "recon01": float(jnp.abs(scale - models.to_unit_range(recon_f, model.output_range)).max()),
+          "std": float(recon.std())}
+
+
+@pytest.mark.parametrize("name,fields", VARIANTS)
+@pytest.mark.parametrize("batch", [1, 7])
+def test_fast_equals_reference_on_random_weights(name, fields, batch):
+  model = models.build(name, **fields)
+  d = _max_diffs(model, _random_variables(model, seed=batch), batch, seed=batch)
+  assert d["mean"] <= PARITY_TOL and d["logvar"] <= PARITY_TOL, d
+  # The PVAE's linear output is on the 0-255 scale: 1e-5 on [0, 1] there.
+  assert (d["recon01"] if model.output_range[1] > 1 else d["recon"]) <= PARITY_TOL, d
+  assert d["std"] > 1e-3, d  # Outputs that vary: constants could not pass by accident.
+
+
+@functools.lru_cache(maxsize=None)
+def _betavae_checkpoint(name: str):
+  state = sources.load_state_dict(shared_file(name))
+  converted = convert.convert("betavae", state)
+  module = torch_ref.BetaVAE(converted.model.latent_dim)
+  module.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in state.items()})
+  return converted.model, converted.variables, module.eval()
+
+
+@pytest.mark.parametrize("name", ["l32-100.pt", "l200-100.pt"])
+def test_fast_equals_reference_on_published_betavae(name):
+  model, variables, _ = _betavae_checkpoint(name)
+  d = _max_diffs(model, variables, 7, seed=0)
+  assert max(d["mean"], d["logvar"], d["recon"]) <= PARITY_TOL, d
+
+
+def test_fast_matches_orbax_ported_betavae(betavae_l200, portraits):
+  """Through the real port (api.port -> Orbax -> checkpoint.load), on real faces."""
+  model, variables = betavae_l200.model, betavae_l200.variables
+  x = jnp.asarray(portraits)
+  mean, logvar = model.apply(variables, x, method=model.encode)
+  mean_f, logvar_f = encode_jit(model, variables, x)  # raw variables: prepared inside the trace
+  assert float(jnp.abs(mean - mean_f).max()) <= PARITY_TOL
+  assert float(jnp.abs(logvar - logvar_f).max()) <= PARITY_TOL
+  recon = model.apply(variables, mean, method=model.decode)
+  assert float(jnp.abs(recon - decode_jit(model, variables, mean)).max()) <= PARITY_TOL
+
+
+def test_fast_matches_torch_originals():
+  """Fast path vs the torch originals directly: DFC-VAE (random weights) and the published Beta-VAE l200."""
+  dfc = randomize_torch(torch_ref.DFCVAE(100), seed=11)
+  converted = convert.convert("dfcvae", {k: v.numpy() for k, v in dfc.state_dict().items()})
+  beta_model, beta_variables, beta = _betavae_checkpoint("l200-100.pt")
+  cases = [(dfc, converted.model, converted.variables), (beta, beta_model, beta_variables)]
+  rng = np.random.default_rng(11)
+  for module, model, variables in cases:
+    x = rng.random((7, 64, 64, 3), dtype=np.float32)
+    z = rng.standard_normal((7, model.latent_dim), dtype=np.float32)
+    with torch.inference_mode():
+      mean_t, logvar_t = module.encode(torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))))
+      recon_t = module.decode(torch.from_numpy(z)).numpy().transpose(0, 2, 3, 1)
+    prepared = fast.prepare_jit(model, variables)
+    mean, logvar = encode_jit(model, prepared, jnp.asarray(x))
+    recon = decode_jit(model, prepared, jnp.asarray(z))
+    assert np.abs(np.asarray(mean) - mean_t.numpy()).max() <= PARITY_TOL
+    assert np.abs(np.asarray(logvar) - logvar_t.numpy()).max() <= PARITY_TOL
+    assert np.abs(np.asarray(recon) - recon_t).max() <= PARITY_TOL
+    assert recon_t.std() > 1e-3
+
+
+def test_prepare_is_idempotent_and_keeps_the_betavae_floor():
+  model = models.build("betavae", latent_dim=8)
+  prepared = fast.prepare_jit(model, _random_variables(model, 5))
+  assert fast.prepare(model, prepared) is prepared
+  z = 3 * jax.random.normal(jax.random.key(0), (16, 8))
+  assert float(decode_jit(model, prepared, z).min()) >= 0.5  # BN -> ReLU -> Sigmoid, as the original
+
+
+def test_configure_xla_flags_keeps_the_users_flags():
+  env = {"XLA_FLAGS": "--xla_cpu_experimental_ynn_fusion_type=dot,eltwise --xla_dump_to=/tmp/x"}
+  added = schedule.configure_xla_flags(env, host_devices=2)
+  assert "--xla_cpu_experimental_ynn_fusion_type=dot,eltwise" in env["XLA_FLAGS"].split()
+  assert "--xla_dump_to=/tmp/x" in env["XLA_FLAGS"].split()
+  assert added == ["--xla_force_host_platform_device_count=2", "--xla_cpu_multi_thread_eigen=false"]
+  assert schedule.configure_xla_flags(env, host_devices=2) == []  # Nothing twice.
+  off = {"JAXVAE_XLA_FLAGS": "0"}
+  assert schedule.configure_xla_flags(off) == [] and "XLA_FLAGS" not in off
+  assert schedule.configure_xla_flags({}, host_devices=1) == [schedule.YNN_DOT_ONLY]
+  assert schedule.default_chunk_size("gpu", "dfcvae") == 0
+  assert schedule.default_chunk_size("cpu", "dfcvae") > 0
+
+
+def test_chunked_like_sampling_equals_reference_decode_and_encode():
+  """The wiring proposed for jaxvae.sampling: prepare once, then chunks through lax.map (with
+  padding), inside one jit, on [0, 1] images; equal to sampling's reference encode/decode."""
+  from jaxvae import sampling
+  model = models.build("dfcvae")
+  variables = _random_variables(model, 3)
+  z = 2 * jax.random.normal(jax.random.key(3), (7, model.latent_dim))
+  x = jax.random.uniform(jax.random.key(4), (7, 64, 64, 3))
+
+  @functools.partial(jax.jit, static_argnums=0)
+  def fast_path(model, variables, z, x):
+    params = fast.prepare(model, variables)
+    dec = lambda zc: models.to_unit_range(fast.decode(model, params, zc), model.output_range)
+    enc = lambda xc: fast.encode(model, params, models.to_model_range(xc, model.input_range))
+    return sampling._chunked(dec, z, 4), sampling._chunked(enc, x, 4)
+
+  images, (mean, logvar) = fast_path(model, variables, z, x)
+  ref_mean, ref_logvar = sampling.encode(model, variables, x, 4)
+  assert float(jnp.abs(images - sampling.decode(model, variables, z, 4)).max()) <= PARITY_TOL
+  assert float(jnp.abs(mean - ref_mean).max()) <= PARITY_TOL
+  assert float(jnp.abs(logvar - ref_logvar).max()) <= PARITY_TOL
+  assert fast.default_chunk_size(model, "cpu") == schedule.CPU_CHUNK_SIZE["dfcvae"]
