@@ -243,7 +243,7 @@ def _faces(path: str, label: str, loaded, ds: Dataset, mse: np.ndarray, k: int =
 
 
 def _report(results: dict, ds_description: str, config) -> str:
-  lines = [f"# Evaluation report", "", f"Data: {ds_description}.", "",
+  lines = ["# Evaluation report", "", f"Data: {ds_description}.", "",
            f"Sampled: first of {config.num_variations} posterior variations (temperature "
            f"{config.temperature}, input noise {config.input_noise_std}, rule "
            f"{config.sampling_rule}); post-processing: {config.postprocess or 'off'}; LPIPS: "

@@ -172,6 +172,16 @@ def variations(model: nn.Module, variables, images, key: jax.Array, num: int,
 _PAD_INDEX = 2**31 - 1  # RNG index of padding images, whose outputs are dropped.
 
 
+@functools.lru_cache(maxsize=64)
+def _sharded_fn(model, num: int, options: Options, devices: tuple):
+  """One jitted shard_map per configuration, so repeated calls do not recompile."""
+  mesh = Mesh(np.array(devices), ("batch",))
+  return jax.jit(jax.shard_map(
+      lambda v, x, k, i: _variations_local(model, v, x, jax.random.wrap_key_data(k), i, num,
+                                           options),
+      mesh=mesh, in_specs=(P(), P("batch"), P(), P("batch")), out_specs=P("batch")))
+
+
 def _variations_sharded(model, variables, images, key, num, options, devices):
   mesh = Mesh(np.array(devices), ("batch",))
   me = jax.process_index()
@@ -182,10 +192,7 @@ def _variations_sharded(model, variables, images, key, num, options, devices):
   padded = np.concatenate([np.asarray(images), np.zeros((pad, *images.shape[1:]), np.float32)])
   offset = me * b if multihost else 0
   index = np.concatenate([offset + np.arange(b), np.full(pad, _PAD_INDEX)]).astype(np.int32)
-  fn = jax.jit(jax.shard_map(
-      lambda v, x, k, i: _variations_local(model, v, x, jax.random.wrap_key_data(k), i, num,
-                                           options),
-      mesh=mesh, in_specs=(P(), P("batch"), P(), P("batch")), out_specs=P("batch")))
+  fn = _sharded_fn(model, num, options, devices)
   batch, replicated = NamedSharding(mesh, P("batch")), NamedSharding(mesh, P())
   if not multihost:
     out = fn(jax.device_put(variables, replicated), jax.device_put(padded, batch),
