@@ -12,8 +12,11 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO not in sys.path:
-  sys.path.insert(0, REPO)
+for _path in (REPO, os.path.join(REPO, "tests")):
+  if _path not in sys.path:
+    sys.path.insert(0, _path)
+
+from random_weights import randomize_flax, randomize_torch  # pylint: disable=wrong-import-position
 
 MODEL_NAMES = ("vanilla", "betavae", "dfcvae", "pvae")
 SHARED = os.environ.get("JAXVAE_SHARED", os.path.join(REPO, "..", "shared"))
@@ -69,21 +72,6 @@ class Pair(NamedTuple):
   variables: object
   torch_module: object  # the original in torch (eval), NCHW
   source: str  # where the weights come from
-
-
-def _randomize_torch(module, seed: int):
-  """Random weights and random BatchNorm statistics (as tests/conftest.py does)."""
-  import torch
-  torch.manual_seed(seed)
-  with torch.no_grad():
-    for name, t in module.state_dict().items():
-      if name.endswith("running_mean") or name.endswith(".bias"):
-        t.copy_(0.1 * torch.randn_like(t))
-      elif name.endswith("running_var"):
-        t.copy_(0.5 + torch.rand_like(t))
-      elif t.ndim == 1 and name.endswith(".weight"):
-        t.copy_(0.5 + torch.rand_like(t))
-  return module.eval()
 
 
 def torch_pvae(model, variables):
@@ -169,7 +157,7 @@ def build_pair(name: str, seed: int = 0, betavae_checkpoint: str | None = BETAVA
   if name == "pvae":
     model = models.build("pvae")
     variables = models.init_variables(model, jax.random.key(seed))
-    variables = _randomize_flax_bn(variables, seed)
+    variables = randomize_flax(variables, seed)
     return Pair(name, model, variables, torch_pvae(model, variables), "random")
   if name == "betavae" and betavae_checkpoint and os.path.exists(betavae_checkpoint):
     state = sources.load_state_dict(betavae_checkpoint)
@@ -180,26 +168,9 @@ def build_pair(name: str, seed: int = 0, betavae_checkpoint: str | None = BETAVA
                 os.path.basename(betavae_checkpoint))
   cls, latent = {"vanilla": (torch_ref.VAE, 200), "betavae": (torch_ref.BetaVAE, 32),
                  "dfcvae": (torch_ref.DFCVAE, 100)}[name]
-  module = _randomize_torch(cls(latent), seed)
+  module = randomize_torch(cls(latent), seed)
   converted = convert.convert(name, {k: v.numpy() for k, v in module.state_dict().items()})
   return Pair(name, converted.model, converted.variables, module, "random")
-
-
-def _randomize_flax_bn(variables, seed):
-  import jax
-  rng = np.random.default_rng(seed)
-
-  def f(path, a):
-    key = "/".join(str(getattr(k, "key", k)) for k in path)
-    a = np.asarray(a)
-    if key.startswith("batch_stats") and key.endswith("var"):
-      return 0.5 + rng.random(a.shape, dtype=np.float32)
-    if key.endswith("mean") or key.endswith("bias"):
-      return 0.1 * rng.standard_normal(a.shape, dtype=np.float32)
-    if key.endswith("scale"):
-      return 0.5 + rng.random(a.shape, dtype=np.float32)
-    return a
-  return jax.tree_util.tree_map_with_path(f, variables)
 
 
 # ---------------------------------------------------------------------------- torch pipelines

@@ -66,7 +66,7 @@ def _port(model: str, out: str) -> str:
   import jax
   from jaxvae import checkpoint, models
   m = models.build(model)
-  variables = common._randomize_flax_bn(models.init_variables(m, jax.random.key(0)), 0)
+  variables = common.randomize_flax(models.init_variables(m, jax.random.key(0)), 0)
   return checkpoint.save(out, model, m, variables)
 
 

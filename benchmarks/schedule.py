@@ -40,7 +40,7 @@ def worker(models_arg: str, chunks_arg: str, batch: int, num: int, paths: str):
   setups = {}
   for name in names:
     model = models.build(name)
-    variables = common._randomize_flax_bn(models.init_variables(model, jax.random.key(0)), 0)
+    variables = common.randomize_flax(models.init_variables(model, jax.random.key(0)), 0)
     setups[name] = (model, variables, fast.prepare_jit(model, variables))
   images = jax.random.uniform(jax.random.key(1), (batch, 64, 64, 3))
   key = jax.random.key(2)

@@ -64,18 +64,3 @@ def betavae_recons(betavae_l200, portraits):
   """Beta-VAE l200 reconstructions of real faces: np.float32 [2, 64, 64, 3] in [0, 1]."""
   from jaxvae import sampling
   return np.asarray(sampling.reconstruct(betavae_l200.model, betavae_l200.variables, portraits))
-
-
-def randomize_torch(module, seed: int = 0):
-  """Random weights and random BatchNorm statistics, so that parity covers every tensor."""
-  import torch
-  torch.manual_seed(seed)
-  with torch.no_grad():
-    for name, t in module.state_dict().items():
-      if name.endswith("running_mean") or name.endswith(".bias"):
-        t.copy_(0.1 * torch.randn_like(t))
-      elif name.endswith("running_var"):
-        t.copy_(0.5 + torch.rand_like(t))
-      elif t.ndim == 1 and name.endswith(".weight"):  # BatchNorm scale
-        t.copy_(0.5 + torch.rand_like(t))
-  return module.eval()

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import PARITY_TOL, randomize_torch, shared_file
+from conftest import PARITY_TOL, shared_file
+from random_weights import randomize_flax, randomize_torch
 from jaxvae import fast, models, schedule
 from port import convert, sources, torch_ref
 
@@ -20,20 +21,7 @@ decode_jit = jax.jit(fast.decode, static_argnums=0)
 
 
 def _random_variables(model, seed: int):
-  """Random weights and random BatchNorm statistics (mean, var, scale, bias all non-trivial)."""
-  rng = np.random.default_rng(seed)
-
-  def leaf(path, a):
-    name = "/".join(str(getattr(k, "key", k)) for k in path)
-    a = np.asarray(a)
-    if name.startswith("batch_stats") and name.endswith("var"):
-      return 0.5 + rng.random(a.shape, dtype=np.float32)
-    if name.endswith("mean") or name.endswith("bias"):
-      return 0.1 * rng.standard_normal(a.shape, dtype=np.float32)
-    if name.endswith("scale"):
-      return 0.5 + rng.random(a.shape, dtype=np.float32)
-    return a
-  return jax.tree_util.tree_map_with_path(leaf, models.init_variables(model, jax.random.key(seed)))
+  return randomize_flax(models.init_variables(model, jax.random.key(seed)), seed)
 
 
 def _max_diffs(model, variables, batch: int, seed: int):

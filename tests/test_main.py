@@ -109,7 +109,7 @@ def test_bad_input_gives_a_clear_message_and_writes_nothing(tmp_path, ported_dir
                                              ("dfcvae", torch_ref.DFCVAE, 100)])
 def test_other_torch_model_configs_run(tmp_path, name, cls, latent):
   """The published Vanilla and DFC checkpoints are not reachable offline: random weights instead."""
-  from conftest import randomize_torch
+  from random_weights import randomize_torch
   from port import api
   path = str(tmp_path / "w.pt")
   torch.save(randomize_torch(cls(latent)).state_dict(), path)

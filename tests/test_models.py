@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import PARITY_TOL, randomize_torch
+from conftest import PARITY_TOL
+from random_weights import randomize_torch
 from jaxvae import models
 from port import convert, torch_ref
 

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import PARITY_TOL, randomize_torch, run_cli, shared_file
+from conftest import PARITY_TOL, run_cli, shared_file
+from random_weights import randomize_torch
 from jaxvae import checkpoint
 from port import api, convert, sources, torch_ref
 
