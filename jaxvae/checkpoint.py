@@ -110,9 +110,11 @@ def read_metadata(ckpt_dir: str) -> dict:
   try:
     with open(path) as f:
       metadata = json.load(f)
-    metadata["model"], metadata["model_config"]  # pylint: disable=pointless-statement
-  except (json.JSONDecodeError, KeyError, TypeError) as e:
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
     raise CheckpointError(f"{path} is malformed: {e}") from e
+  missing = [k for k in ("model", "model_config") if k not in metadata]
+  if missing:
+    raise CheckpointError(f"{path} is malformed: no {', '.join(missing)}")
   return metadata
 
 

@@ -266,3 +266,28 @@ def test_published_name_from_a_mirror_folder_without_network(tmp_path, monkeypat
   monkeypatch.setitem(sources.PUBLISHED, "betavae-l200", pub._replace(url="http://127.0.0.1:9/x"))
   path, _ = sources.resolve("betavae-l200")
   assert path == str(mirror / "100.pt")
+
+
+def test_loading_a_non_checkpoint_is_a_clear_error(tmp_path):
+  with pytest.raises(checkpoint.CheckpointError, match="does not exist"):
+    checkpoint.load(str(tmp_path / "nowhere"))
+  (tmp_path / "empty").mkdir()
+  with pytest.raises(checkpoint.CheckpointError, match="jaxvae.json is missing"):
+    checkpoint.load(str(tmp_path / "empty"))
+  (tmp_path / "empty" / "jaxvae.json").write_text('{"model": "betavae"}')
+  with pytest.raises(checkpoint.CheckpointError, match="malformed: no model_config"):
+    checkpoint.load(str(tmp_path / "empty"))
+  (tmp_path / "empty" / "jaxvae.json").write_text("{not json")
+  with pytest.raises(checkpoint.CheckpointError, match="malformed"):
+    checkpoint.load(str(tmp_path / "empty"))
+
+
+def test_checkpoint_of_another_latent_size_is_reported_by_name(tmp_path):
+  import json
+  out = api.port("betavae", _save(tmp_path, _random_state(latent=8)), str(tmp_path / "out")).out_dir
+  meta_path = os.path.join(out, checkpoint.METADATA_FILE)
+  meta = json.load(open(meta_path))
+  meta["model_config"]["latent_dim"] = 9
+  json.dump(meta, open(meta_path, "w"))
+  with pytest.raises(checkpoint.CheckpointError, match="shape mismatch: params/fc_mu/kernel"):
+    checkpoint.load(out)
