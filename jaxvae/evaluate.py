@@ -9,6 +9,7 @@ with-minus-without gap, and a regression on all 40 attributes). Finished batches
 `workdir/evaluate_cache/`, so an interrupted run resumes where it stopped.
 """
 
+import dataclasses
 import os
 import shutil
 import sys
@@ -70,11 +71,9 @@ def _label(ckpt_dir: str, metadata: dict, taken: set) -> str:
   return label
 
 
-def _score_batch(model, variables, x: np.ndarray, key, config, net: str | None) -> dict:
+def _score_batch(model, variables, x: np.ndarray, key, options: sampling.Options, config,
+                 net: str | None) -> dict:
   """Per-image scores of one (padded) batch: {name: [B]}."""
-  options = sampling.Options(temperature=float(config.temperature),
-                             input_noise_std=float(config.input_noise_std),
-                             rule=config.sampling_rule, chunk_size=int(config.chunk_size))
   recon = sampling.reconstruct(model, variables, x, options.chunk_size)
   var = sampling.variations(model, variables, x, key, int(config.num_variations), options)
   out = {f"deterministic/{k}": v for k, v in metrics.reconstruction_metrics(x, recon, net).items()}
@@ -90,13 +89,13 @@ def _score_batch(model, variables, x: np.ndarray, key, config, net: str | None) 
   return {k: np.asarray(v, np.float64) for k, v in out.items()}
 
 
-def _evaluate_model(ckpt_dir: str, label: str, loaded, ds: Dataset, config, cache: str) -> dict:
+def _evaluate_model(ckpt_dir: str, label: str, loaded, ds: Dataset, options: sampling.Options,
+                    config, cache: str) -> dict:
   """Per-image scores of every image, resuming from finished batches in `cache`."""
   net = config.lpips_net or None
   manifest = {"checkpoint": os.path.abspath(ckpt_dir), "images": ds.description,
               "n": len(ds.names), "batch_size": int(config.batch_size), "seed": int(config.seed),
-              "num_variations": int(config.num_variations), "temperature": float(config.temperature),
-              "input_noise_std": float(config.input_noise_std), "rule": config.sampling_rule,
+              "num_variations": int(config.num_variations), "options": dataclasses.asdict(options),
               "postprocess": config.postprocess, "lpips_net": config.lpips_net}
   os.makedirs(cache, exist_ok=True)
   manifest_path = os.path.join(cache, "manifest.json")
@@ -119,7 +118,7 @@ def _evaluate_model(ckpt_dir: str, label: str, loaded, ds: Dataset, config, cach
     x = np.concatenate([images, np.repeat(images[-1:], pad, 0)]) if pad else images
     key = jax.random.fold_in(jax.random.key(config.seed), b)
     scores = {k: v[: len(indices)] for k, v in
-              _score_batch(loaded.model, loaded.variables, x, key, config, net).items()}
+              _score_batch(loaded.model, loaded.variables, x, key, options, config, net).items()}
     scores["index"] = np.asarray(indices)
     outputs.write_npz(path, **scores)
     parts.append(scores)
@@ -242,11 +241,11 @@ def _faces(path: str, label: str, loaded, ds: Dataset, mse: np.ndarray, k: int =
   outputs.write_png(path, outputs.grid(np.stack(rows), row_labels=labels, captions=captions))
 
 
-def _report(results: dict, ds_description: str, config) -> str:
+def _report(results: dict, ds_description: str, options: sampling.Options, config) -> str:
   lines = ["# Evaluation report", "", f"Data: {ds_description}.", "",
            f"Sampled: first of {config.num_variations} posterior variations (temperature "
-           f"{config.temperature}, input noise {config.input_noise_std}, rule "
-           f"{config.sampling_rule}); post-processing: {config.postprocess or 'off'}; LPIPS: "
+           f"{options.temperature}, input noise {options.input_noise_std}, rule "
+           f"{options.rule}); post-processing: {config.postprocess or 'off'}; LPIPS: "
            f"{config.lpips_net or 'off'}. Means with 95% CI half-widths (1.96 SEM).", "",
            "![model comparison](evaluate_models.png)", "", "## Models", ""]
   kinds = [k for k in ("deterministic", "sampled", "postprocessed")
@@ -291,8 +290,13 @@ def _report(results: dict, ds_description: str, config) -> str:
   return "\n".join(lines) + "\n"
 
 
-def evaluate(config, workdir: str, checkpoints: list[str], overwrite: bool = False) -> dict:
-  """Evaluates every checkpoint in `checkpoints` and writes metrics.json, report.md and plots."""
+def evaluate(config, workdir: str, checkpoints: list[str], options: sampling.Options,
+             overwrite: bool = False) -> dict:
+  """Evaluates every checkpoint in `checkpoints` and writes metrics.json, report.md and plots.
+
+  `options` draw the variations (the first is the sampled reconstruction); config.postprocess is
+  scored separately on the deterministic reconstruction.
+  """
   outputs.check_free(workdir, FILES, "evaluate", overwrite)
   if config.batch_size < 1:
     raise ValueError(f"batch_size must be >= 1, got {config.batch_size}")
@@ -317,7 +321,7 @@ def evaluate(config, workdir: str, checkpoints: list[str], overwrite: bool = Fal
     ds = open_dataset(config, metadata["model"])
     description = ds.description
     t0 = time.perf_counter()
-    scores = _evaluate_model(ckpt_dir, label, loaded, ds, config,
+    scores = _evaluate_model(ckpt_dir, label, loaded, ds, options, config,
                              os.path.join(cache_root, label))
     result = {"checkpoint": ckpt_dir, "model": metadata["model"], "n": len(ds.names),
               "seconds": time.perf_counter() - t0, "metrics": _summarize(scores)}
@@ -330,7 +334,7 @@ def evaluate(config, workdir: str, checkpoints: list[str], overwrite: bool = Fal
     results[label] = result
   _plot_models(os.path.join(workdir, "evaluate_models.png"), results)
   outputs.write_bytes(os.path.join(workdir, "report.md"),
-                      _report(results, description, config).encode())
+                      _report(results, description, options, config).encode())
   summary = {"data": description, "seconds": time.perf_counter() - start, "models": results}
   outputs.write_json(os.path.join(workdir, "metrics.json"), summary)
   outputs.update_summary(workdir, "evaluate", {

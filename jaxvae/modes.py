@@ -1,5 +1,6 @@
 """One function per `main.py --mode`: load, generate, and write PNG grid, NPZ and summary.json."""
 
+import dataclasses
 import os
 import sys
 import time
@@ -251,7 +252,8 @@ def enhance(config, workdir: str, overwrite: bool = False) -> dict:
 def evaluate(config, workdir: str, overwrite: bool = False) -> dict:
   """Metrics, diversity and per-attribute bias of config.checkpoint and config.evaluate_checkpoints."""
   extra = [c.strip() for c in config.evaluate_checkpoints.split(",") if c.strip()]
-  return evaluation.evaluate(config, workdir, [config.checkpoint, *extra], overwrite)
+  options = dataclasses.replace(_options(config), postprocess="")  # Scored on its own.
+  return evaluation.evaluate(config, workdir, [config.checkpoint, *extra], options, overwrite)
 
 
 MODES: dict[str, Callable[[ml_collections.ConfigDict, str, bool], dict]] = {
