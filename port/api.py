@@ -37,13 +37,13 @@ def port(model_name: str | None, source: str, out_dir: str, check_parity: bool =
     model_name = published.model
   if published is not None and published.model != model_name:
     raise ValueError(f"{source} is a {published.model} checkpoint, not {model_name}")
-  if model_name in keras.KERAS_MODELS:
-    return _port_keras(model_name, source, out_dir, check_parity, force, log)
-  if model_name not in tables.TORCH_MODELS:
+  if model_name not in tables.TORCH_MODELS and model_name not in keras.KERAS_MODELS:
     raise ValueError(f"unknown model {model_name!r}; one of "
                      f"{', '.join((*tables.TORCH_MODELS, *keras.KERAS_MODELS))}")
   if os.path.exists(out_dir) and not force:
     raise FileExistsError(f"{out_dir} already exists; pass --force to overwrite it")
+  if model_name in keras.KERAS_MODELS:
+    return _port_keras(model_name, source, out_dir, check_parity, force, log)
 
   path, _ = sources.resolve(source)
   sha256 = sources.sha256_of(path)
@@ -69,8 +69,6 @@ def port(model_name: str | None, source: str, out_dir: str, check_parity: bool =
 def _port_keras(model_name: str, source: str, out_dir: str, check_parity: bool, force: bool,
                 log: Callable[[str], None]) -> PortResult:
   """The Keras branch of `port`: read the weights with h5py (or TensorFlow), map by layer order."""
-  if os.path.exists(out_dir) and not force:
-    raise FileExistsError(f"{out_dir} already exists; pass --force to overwrite it")
   path = keras.resolve(source)
   sha256 = keras.sha256_of(path)
   log(f"source: {source} -> {path} (sha256 {sha256})")

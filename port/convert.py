@@ -19,7 +19,7 @@ class Converted(NamedTuple):
   ignored: list[str]  # Source keys that the original carries but never uses.
 
 
-def _unflatten(flat: dict[str, np.ndarray]) -> dict:
+def unflatten(flat: dict[str, np.ndarray]) -> dict:
   tree: dict = {}
   for path, value in flat.items():
     *parents, leaf = path.split("/")
@@ -70,4 +70,4 @@ def convert(model_name: str, state_dict: dict[str, np.ndarray], **model_fields) 
   if problems:
     raise PortError(f"the checkpoint does not match {model_name!r} "
                     f"({len(problems)} problem(s)):\n  " + "\n  ".join(problems))
-  return Converted(model, _unflatten(flat), ignored)
+  return Converted(model, unflatten(flat), ignored)

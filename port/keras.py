@@ -522,8 +522,7 @@ def convert_pvae(source: KerasSource, **model_fields: Any) -> Mapped:
         f"the {source.fmt} does not match 'pvae' ({len(problems)} problem(s)):\n  "
         + "\n  ".join(problems) + "\nmapping by layer order, as far as it went:\n  "
         + "\n  ".join(lines))
-  # pylint: disable-next=protected-access
-  converted = convert.Converted(model, convert._unflatten(flat), source.ignored)
+  converted = convert.Converted(model, convert.unflatten(flat), source.ignored)
   return Mapped(converted, lines, config_note)
 
 
