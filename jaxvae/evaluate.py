@@ -52,6 +52,8 @@ def open_dataset(config, model_name: str) -> Dataset:
                    lambda bs: ((b.indices, b.images) for b in ds.batches(bs)),
                    ds.load_image)
   inputs = data.load(config.input, box)
+  for path, why in inputs.skipped:
+    _log(f"warning: skipped {path}: {why}")
   images = inputs.images[: config.max_images or None]
 
   def batches(bs: int) -> Iterator:
