@@ -275,7 +275,7 @@ def bench_postprocess(images: np.ndarray, repeats: int) -> dict | None:
   if len(devices) > 1 and len(images) % len(devices) == 0:  # As inside sharded variations.
     mesh = jax.sharding.Mesh(np.array(devices), ("b",))
     spec = jax.sharding.PartitionSpec("b")
-    sharded = jax.jit(jax.shard_map(lambda v: sampling._chunked(chain, v, chunk), mesh=mesh,
+    sharded = jax.jit(jax.shard_map(lambda v: fast.map_chunks(chain, v, chunk), mesh=mesh,
                                     in_specs=spec, out_specs=spec))
     xs = jax.device_put(x, jax.sharding.NamedSharding(mesh, spec))
     sharded(xs).block_until_ready()

@@ -273,55 +273,115 @@ def default_chunk_size(model: nn.Module, backend: str | None = None) -> int:
 # ---------------------------------------------------------------------------- encode / decode
 
 
-def encode(model: nn.Module, params, x: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """x [B, 64, 64, 3] in the model's input range -> (mean, logvar), each [B, L]."""
-  params = prepare(model, params)
+def map_chunks(fn, x: jax.Array, chunk_size: int):
+  """fn over the leading axis of x in chunks with lax.map; padding is sliced off again."""
+  n = x.shape[0]
+  if chunk_size <= 0 or chunk_size >= n:
+    return fn(x)
+  pad = -n % chunk_size
+  xs = jnp.concatenate([x, jnp.zeros((pad, *x.shape[1:]), x.dtype)]) if pad else x
+  out = jax.lax.map(fn, xs.reshape(-1, chunk_size, *x.shape[1:]))
+  return jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:])[:n], out)
+
+
+def _encoder_act(model: nn.Module):
+  """(activation, padding) of the encoder's convolutions."""
   if isinstance(model, models.VanillaVAE):
-    act, pad = nn.relu, 1
-  elif isinstance(model, models.BetaVAE):
-    act, pad = nn.relu, 0
-  elif isinstance(model, models.DFCVAE):
-    act, pad = functools.partial(_leaky, slope=layers.TORCH_LEAKY_SLOPE), 1
-  else:  # PVAE
-    act, pad = functools.partial(_leaky, slope=layers.KERAS_LEAKY_SLOPE), 1
+    return nn.relu, 1
+  if isinstance(model, models.BetaVAE):
+    return nn.relu, 0
+  if isinstance(model, models.DFCVAE):
+    return functools.partial(_leaky, slope=layers.TORCH_LEAKY_SLOPE), 1
+  return functools.partial(_leaky, slope=layers.KERAS_LEAKY_SLOPE), 1  # PVAE
+
+
+def _encode_convs(model: nn.Module, params: Prepared, x: jax.Array) -> jax.Array:
+  """x [B, 64, 64, 3] -> the flattened features the heads read, [B, F]."""
+  act, pad = _encoder_act(model)
   for kernel, bias in params.encoder["convs"]:
     if pad:
       x = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
     x = act(_conv(x, kernel, 2) + bias)
+  return x.reshape(x.shape[0], -1)
+
+
+def encode(model: nn.Module, params, x: jax.Array,
+           chunk_size: int = 0) -> tuple[jax.Array, jax.Array]:
+  """x [B, 64, 64, 3] in the model's input range -> (mean, logvar), each [B, L].
+
+  The convolutions run in chunks of `chunk_size` images (0: all at once); the heads run once on
+  the whole batch, so their weights are read once.
+  """
+  params = prepare(model, params)
+  feats = map_chunks(lambda c: _encode_convs(model, params, c), x, chunk_size)
   kernel, bias = params.encoder["heads"]
-  out = x.reshape(x.shape[0], -1) @ kernel + bias
+  out = feats @ kernel + bias
   latent = kernel.shape[1] // 2
   return out[:, :latent], out[:, latent:]
 
 
-def decode(model: nn.Module, params, z: jax.Array) -> jax.Array:
-  """z [N, L] -> [N, 64, 64, 3] in the model's output range."""
-  params = prepare(model, params)
-  (dense_k, dense_b), ups = params.decoder["dense"], params.decoder["ups"]
-  x = z @ dense_k + dense_b
+def _decode_dense(model: nn.Module, params: Prepared, z: jax.Array) -> jax.Array:
+  """z [N, L] -> the input of the up-sampling stack, [N, h, w, c] (after its nonlinearity)."""
+  kernel, bias = params.decoder["dense"]
+  x = z @ kernel + bias
   if isinstance(model, models.VanillaVAE):
-    x = nn.relu(x).reshape(-1, 8, 8, 128)
-    for i, (k, b) in enumerate(ups):
-      x = _scatter_up(x, k, 1) + b
-      if i < len(ups) - 1:
-        x = nn.relu(x)
-    return layers.output_activation(x, model.output_activation)
+    return nn.relu(x).reshape(-1, 8, 8, 128)
   if isinstance(model, models.BetaVAE):
-    x = nn.relu(x).reshape(-1, 6, 6, 64)
-    for (k, b), extra in zip(ups, (0, 1, 0)):
-      x = nn.relu(_scatter_up(x, k, 0, extra) + b)
-    return nn.sigmoid(x)
+    return nn.relu(x).reshape(-1, 6, 6, 64)
   if isinstance(model, models.DFCVAE):
-    leaky = functools.partial(_leaky, slope=layers.TORCH_LEAKY_SLOPE)
-    x = leaky(x).reshape(-1, 8, 8, 128)
-    for k, b in ups:
-      x = leaky(_phase_up(x, k, "edge", 1) + b)
-    return nn.sigmoid(x)
-  # PVAE
-  x = nn.relu(x).reshape(-1, 4, 4, 256)
-  for k, b in ups[:-1]:
+    return _leaky(x, layers.TORCH_LEAKY_SLOPE).reshape(-1, 8, 8, 128)
+  return nn.relu(x).reshape(-1, 4, 4, 256)  # PVAE
+
+
+def _decode_ups(model: nn.Module, params: Prepared, x: jax.Array) -> jax.Array:
+  """The up-sampling stack: [N, h, w, c] -> [N, 64, 64, 3] before the last nonlinearity."""
+  ups = params.decoder["ups"]
+  if isinstance(model, models.VanillaVAE):
+    for k, b in ups[:-1]:
+      x = nn.relu(_scatter_up(x, k, 1) + b)
+    k, b = ups[-1]
+    return _scatter_up(x, k, 1) + b
+  if isinstance(model, models.BetaVAE):
+    for (k, b), extra in zip(ups[:-1], (0, 1)):
+      x = nn.relu(_scatter_up(x, k, 0, extra) + b)
+    k, b = ups[-1]
+    return _scatter_up(x, k, 0) + b
+  if isinstance(model, models.DFCVAE):
+    for k, b in ups[:-1]:
+      x = _leaky(_phase_up(x, k, "edge", 1) + b, layers.TORCH_LEAKY_SLOPE)
+    k, b = ups[-1]
+    return _phase_up(x, k, "edge", 1) + b
+  for k, b in ups[:-1]:  # PVAE
     x = _leaky(_scatter_up(x, k, 1) + b, layers.KERAS_LEAKY_SLOPE)
   k, b = ups[-1]
-  x = _scatter_up(x, k, 1) + b
-  return layers.output_activation(x, model.output_activation)
+  return _scatter_up(x, k, 1) + b
 
+
+def _tanh(x):
+  """tanh(x) = 2 sigmoid(2x) - 1 (within 4e-7 of jnp.tanh): XLA:CPU's tanh is several times slower."""
+  return 2 * nn.sigmoid(2 * x) - 1
+
+
+def _decode_out(model: nn.Module, y: jax.Array) -> jax.Array:
+  """The decoder's last nonlinearity: [N, 64, 64, 3] -> the model's output range."""
+  if isinstance(model, models.VanillaVAE | models.PVAE):
+    if model.output_activation == "tanh":
+      return _tanh(y)
+    return layers.output_activation(y, model.output_activation)
+  if isinstance(model, models.BetaVAE):
+    return nn.sigmoid(nn.relu(y))  # BN -> ReLU -> Sigmoid, as the original.
+  return nn.sigmoid(_leaky(y, layers.TORCH_LEAKY_SLOPE))  # DFC-VAE
+
+
+def decode(model: nn.Module, params, z: jax.Array, chunk_size: int = 0) -> jax.Array:
+  """z [N, L] -> [N, 64, 64, 3] in the model's output range.
+
+  The first dense layer and the last nonlinearity run once on the whole batch; the up-sampling
+  stack runs in chunks of `chunk_size` images (0: all at once). On the CPU that is measurably
+  faster: the dense weights are read once instead of once per chunk, and the elementwise
+  transcendental runs on one contiguous array instead of inside the chunk's scatter loop.
+  """
+  params = prepare(model, params)
+  x = _decode_dense(model, params, z)
+  y = map_chunks(lambda c: _decode_ups(model, params, c), x, chunk_size)
+  return _decode_out(model, y)

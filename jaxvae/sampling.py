@@ -18,7 +18,6 @@ or `jaxvae.fast.prepare(model, variables)` (the exact fast reformulation runs; w
 
 import dataclasses
 import functools
-from typing import Callable
 
 import flax.linen as nn
 import jax
@@ -54,43 +53,27 @@ class Options:
       raise ValueError(f"chunk_size must be >= 0, got {self.chunk_size}")
 
 
-def _chunked(fn: Callable, x: jax.Array, chunk_size: int):
-  """fn over the leading axis of x in chunks with lax.map; padding is sliced off again."""
-  n = x.shape[0]
-  if chunk_size <= 0 or chunk_size >= n:
-    return fn(x)
-  pad = -n % chunk_size
-  xs = jnp.concatenate([x, jnp.zeros((pad, *x.shape[1:]), x.dtype)]) if pad else x
-  out = jax.lax.map(fn, xs.reshape(-1, chunk_size, *x.shape[1:]))
-  return jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:])[:n], out)
-
-
-def _encoder(model: nn.Module, variables):
-  if isinstance(variables, fast.Prepared):
-    return lambda x: fast.encode(model, variables, x)
-  return lambda x: model.apply(variables, x, method=model.encode)
-
-
-def _decoder(model: nn.Module, variables):
-  if isinstance(variables, fast.Prepared):
-    return lambda z: fast.decode(model, variables, z)
-  return lambda z: model.apply(variables, z, method=model.decode)
-
-
 def encode(model: nn.Module, variables, images: jax.Array, chunk_size: int = 0):
   """[B, H, W, C] in [0, 1] -> (mean, logvar), each [B, L]."""
-  encoder = _encoder(model, variables)
-  fn = lambda x: encoder(models.to_model_range(x, model.input_range))
-  return _chunked(fn, images, _resolve_chunk(chunk_size, model))
+  x = models.to_model_range(images, model.input_range)
+  chunk_size = _resolve_chunk(chunk_size, model)
+  if isinstance(variables, fast.Prepared):
+    return fast.encode(model, variables, x, chunk_size)
+  return fast.map_chunks(lambda c: model.apply(variables, c, method=model.encode), x, chunk_size)
 
 
 def decode(model: nn.Module, variables, z: jax.Array, chunk_size: int = 0,
            postprocess: str = "") -> jax.Array:
   """[N, L] -> [N, H, W, C] in [0, 1], post-processed by the `postprocess` chain."""
-  chain = postprocessing.build_pipeline(postprocess)
-  decoder = _decoder(model, variables)
-  fn = lambda zc: chain(models.to_unit_range(decoder(zc), model.output_range))
-  return _chunked(fn, z, _resolve_chunk(chunk_size, model))
+  chunk_size = _resolve_chunk(chunk_size, model)
+  if isinstance(variables, fast.Prepared):
+    y = fast.decode(model, variables, z, chunk_size)
+  else:
+    y = fast.map_chunks(lambda c: model.apply(variables, c, method=model.decode), z, chunk_size)
+  images = models.to_unit_range(y, model.output_range)
+  if not postprocess:
+    return images
+  return fast.map_chunks(postprocessing.build_pipeline(postprocess), images, chunk_size)
 
 
 def _resolve_chunk(chunk_size: int, model: nn.Module) -> int:
