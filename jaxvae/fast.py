@@ -25,11 +25,18 @@ Rewrites:
   whose decoder Dense has a ReLU.
 - The encoders' NCHW flatten is folded into fc_mu / fc_var rows, and both heads are one matmul.
 
+Schedule: the convolutions run in chunks of `chunk_size` images (lax.map; small chunks are what
+XLA:CPU runs fastest), while the dense layers (dense1, the encoder heads) and the decoder's last
+nonlinearity run once on the whole batch: their weights are read once instead of once per chunk,
+and the transcendental runs on one contiguous array instead of inside the chunk's scatter loop,
+where XLA:CPU does not vectorise it (benchmarks/README.md: Vanilla VAE 1.15-1.23x, Beta-VAE
+1.22-1.26x images/s).
+
 API (all pure and jittable; `model` is the reference module, hashable and static):
 
-    params = prepare(model, variables)        # once per checkpoint; idempotent
-    mean, logvar = encode(model, params, x)    # x in the model's input range, [B, 64, 64, 3]
-    y = decode(model, params, z)               # [N, 64, 64, 3] in the model's output range
+    params = prepare(model, variables)                  # once per checkpoint; idempotent
+    mean, logvar = encode(model, params, x, chunk_size)  # x in the model's input range, [B, 64, 64, 3]
+    y = decode(model, params, z, chunk_size)             # [N, 64, 64, 3] in the model's output range
 
 encode/decode also accept raw `variables` (they call prepare inside the trace; the folding then
 runs once per call: ~20 ms for DFC-VAE on a 2-core CPU, so prepare once when calling

@@ -19,7 +19,7 @@ SINGLE_THREADED_OPS = "--xla_cpu_multi_thread_eigen=false"
 HOST_DEVICES = "--xla_force_host_platform_device_count"
 
 # Images per decode step (lax.map chunk) on the CPU, per model; 0 = the whole batch at once.
-CPU_CHUNK_SIZE = {"vanilla": 16, "betavae": 8, "dfcvae": 16, "pvae": 8}
+CPU_CHUNK_SIZE = {"vanilla": 8, "betavae": 8, "dfcvae": 16, "pvae": 8}
 DEFAULT_CPU_CHUNK_SIZE = 16
 
 MAX_CORES_FOR_HOST_DEVICES = 4
