@@ -383,10 +383,8 @@ def _decode_out(model: nn.Module, y: jax.Array) -> jax.Array:
 def decode(model: nn.Module, params, z: jax.Array, chunk_size: int = 0) -> jax.Array:
   """z [N, L] -> [N, 64, 64, 3] in the model's output range.
 
-  The first dense layer and the last nonlinearity run once on the whole batch; the up-sampling
-  stack runs in chunks of `chunk_size` images (0: all at once). On the CPU that is measurably
-  faster: the dense weights are read once instead of once per chunk, and the elementwise
-  transcendental runs on one contiguous array instead of inside the chunk's scatter loop.
+  The up-sampling stack runs in chunks of `chunk_size` images (0: all at once); the first dense
+  layer and the last nonlinearity run once on the whole batch (see "Schedule" above).
   """
   params = prepare(model, params)
   x = _decode_dense(model, params, z)
