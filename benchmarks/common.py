@@ -201,6 +201,9 @@ class TorchFast:
     self.ups = []
     for k, b in prepared.decoder["ups"]:
       k = np.asarray(k)
+      if k.ndim == 3:  # Karatsuba form (Vanilla VAE): [9, C_in, 4 C_out] for torch.bmm.
+        self.ups.append((t(k), t(b), None))
+        continue
       if k.ndim == 2:  # Scatter form [C_in, (u_h, u_w, v_h, v_w, c)]: a ConvTranspose2d k4 s2.
         c_in, c_out = k.shape[0], k.shape[1] // 16
         w = k.reshape(c_in, 2, 2, 2, 2, c_out).transpose(0, 5, 1, 3, 2, 4).reshape(c_in, c_out, 4, 4)
@@ -249,12 +252,14 @@ class TorchFast:
     dk, db = self.dense
     x = z @ dk + db
     fmt = torch.channels_last if self.channels_last else torch.contiguous_format
-    if self.is_vanilla:
-      x = F.relu(x).view(-1, 8, 8, 128).permute(0, 3, 1, 2).contiguous(memory_format=fmt)
-      for i, (k, b, br) in enumerate(self.ups):
-        x = self._up(x, k, br, b, "constant", 1)
-        if i < len(self.ups) - 1:
-          x = F.relu(x)
+    if self.is_vanilla:  # Tile-planar, channels last, as jaxvae.fast (channels_last moot).
+      x = F.relu(x).view(-1, 2, 2, 4, 4, 128)
+      x = [[x[:, 0, 0], x[:, 0, 1]], [x[:, 1, 0], x[:, 1, 1]]]
+      for i, (k, b, _) in enumerate(self.ups):
+        x = _torch_karatsuba_up(x, k, b, F.relu if i < len(self.ups) - 1 else None)
+      n, h, w, c = x[0][0].shape
+      x = torch.stack([torch.stack(row, 3) for row in x], 2).reshape(n, 2 * h, 2 * w, c)
+      x = x.permute(0, 3, 1, 2)
       return torch.tanh(x) if self.model.output_activation == "tanh" else torch.sigmoid(x)
     if self.is_beta:
       x = F.relu(x).view(-1, 6, 6, 64).permute(0, 3, 1, 2).contiguous(memory_format=fmt)
@@ -272,6 +277,38 @@ class TorchFast:
     k, b, br = self.ups[-1]
     x = self._up(x, k, br, b, "constant", 1)
     return torch.sigmoid(x) if self.model.output_activation == "sigmoid" else x
+
+
+def _torch_karatsuba_outputs(p, q: int, dim: int):
+  """jaxvae.fast._karatsuba_outputs in torch."""
+  import torch.nn.functional as F
+  p0, p1, p2 = p
+  middle = p2 - p0 - p1
+  n = p0.shape[dim]
+  pad = [0, 0] * (p0.ndim - 1 - dim)  # F.pad lists the last dimension first.
+  if q == 0:
+    return p0 + F.pad(p1, pad + [1, 0]).narrow(dim, 0, n), middle
+  return middle, p1 + F.pad(p0, pad + [0, 1]).narrow(dim, 1, n)
+
+
+def _torch_karatsuba_up(x, kernel, bias, act):
+  """jaxvae.fast._karatsuba_up in torch (torch.bmm for the 9 products)."""
+  import torch
+  n, h, w, c_in = x[0][0].shape
+  c_out = kernel.shape[-1] // 4
+  pairs = (x[0], x[1], [x[0][0] + x[1][0], x[0][1] + x[1][1]])
+  v = torch.stack([t for r in pairs for t in (r[0], r[1], r[0] + r[1])]).reshape(9, -1, c_in)
+  p = torch.bmm(v, kernel).reshape(3, 3, n, h, w, 2, 2, c_out)
+  planes = [[None, None], [None, None]]
+  for qh in range(2):
+    for qw in range(2):
+      cols = [_torch_karatsuba_outputs([p[uh, uw, :, :, :, qh, qw] for uw in range(3)], qw, 2)
+              for uh in range(3)]
+      rows = [_torch_karatsuba_outputs([cols[uh][rw] for uh in range(3)], qh, 1) for rw in range(2)]
+      y = torch.stack([torch.stack([rows[rw][rh] for rw in range(2)], 3) for rh in range(2)], 2)
+      y = y.reshape(n, 2 * h, 2 * w, c_out) + bias
+      planes[qh][qw] = act(y) if act else y
+  return planes
 
 
 def torch_generate(module, x_nchw, eps, chunk: int, channels_last: bool, value_range,
