@@ -26,9 +26,9 @@ Rewrites:
   = p2 - p0 - p1, with overlap-add between neighbouring pairs. In 2D: 3 x 3 products per 2 x 2
   input tile instead of 4 x 4: a batched matmul [9, tiles, C_in] @ [9, C_in, 4 C_out] with 9/16
   of the direct FLOPs. The (x0, x1, x0 + x1) transform is shared by the four output phases, and
-  a layer's outputs of one phase are the next layer's inputs at one tile position, so the
-  activations stay "tile-planar", [2, 2, n, h/2, w/2, C] (row parity, column parity, ...), and
-  no layer interleaves pixels until the image is written.
+  a layer's phase-q outputs at position m (pixel 2m + q) are the next layer's input pair m at
+  position q, so activations stay "tile-planar" (four planes [n, h/2, w/2, C], one per pixel
+  parity (row, column)) and pixels are interleaved only once, in the image.
 - "dense1": the decoder's first Linear and its first up-sampling block are affine up to the first
   nonlinearity (Vanilla: fc -> ConvT; Beta-VAE: fc -> ConvT -> BN; DFC-VAE: fc -> up -> pad -> conv
   -> BN), so they collapse into ONE Linear(latent -> h*w*c) at prepare time. Not for the PVAE,
@@ -178,9 +178,10 @@ def _karatsuba_kernel(kernel):
 
 
 def _karatsuba_outputs(p, q: int, axis: int):
-  """Products (p0, p1, p2) of phase q along the tile axis -> its outputs at tile position
-  (2J, 2J + 1): q = 0 covers x[2J - 1 .. 2J + 1] (a x0[J] + b x1[J - 1], middle), q = 1 covers
-  x[2J .. 2J + 2] (middle, b x1[J] + a x0[J + 1]); zero beyond the map (padding 1, cropped)."""
+  """Products (p0, p1, p2) of phase q on the input pairs J along `axis` -> the phase's outputs at
+  positions 2J and 2J + 1 (pixels 2 (2J + R) + q): q = 0: (p0[J] + p1[J - 1], middle[J]);
+  q = 1: (middle[J], p1[J] + p0[J + 1]); middle = p2 - p0 - p1. Pairs beyond the map are zero
+  (the padding: its outputs are the cropped ones)."""
   p0, p1, p2 = p
   middle = p2 - p0 - p1
   n = p0.shape[axis]
@@ -396,12 +397,12 @@ def encode(model: nn.Module, params, x: jax.Array,
 
 
 def _decode_dense(model: nn.Module, params: Prepared, z: jax.Array) -> jax.Array:
-  """z [N, L] -> the input of the up-sampling stack, [N, h, w, c] (after its nonlinearity;
-  Vanilla: [N, 2, 2, h/2, w/2, c], tile-planar)."""
+  """z [N, L] -> the input of the up-sampling stack, [N, h, w, c] after its nonlinearity
+  (Vanilla: tile-planar, [N, 2, 2, h/2, w/2, c])."""
   kernel, bias = params.decoder["dense"]
   x = z @ kernel + bias
   if isinstance(model, models.VanillaVAE):
-    return nn.relu(x).reshape(-1, 2, 2, 4, 4, 128)  # Tile-planar, batch second after the chunking.
+    return nn.relu(x).reshape(-1, 2, 2, 4, 4, 128)  # [N, row parity, column parity, 4, 4, c]
   if isinstance(model, models.BetaVAE):
     return nn.relu(x).reshape(-1, 6, 6, 64)
   if isinstance(model, models.DFCVAE):
