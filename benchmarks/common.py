@@ -192,7 +192,9 @@ class TorchFast:
     self.model = model
     self.channels_last = channels_last
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    self.enc = [(t(np.transpose(np.asarray(k), (3, 2, 0, 1))).contiguous(memory_format=fmt), t(b))
+    # Conv kernels -> torch OIHW; Winograd-form kernels [9, 4 C_in, C_out] stay for torch.bmm.
+    self.enc = [(t(k) if np.ndim(k) == 3 else
+                 t(np.transpose(np.asarray(k), (3, 2, 0, 1))).contiguous(memory_format=fmt), t(b))
                 for k, b in prepared.encoder["convs"]]
     hk, hb = prepared.encoder["heads"]
     self.heads = (t(hk), t(hb))
@@ -227,6 +229,10 @@ class TorchFast:
     import torch.nn.functional as F
     pad = 0 if self.is_beta else 1
     for k, b in self.enc:
+      if k.ndim == 3:  # Winograd form, NHWC (a free view of channels_last, a copy of NCHW).
+        x = x.permute(0, 2, 3, 1)
+        x = self._act_enc(_torch_winograd_conv(x, k) + b).permute(0, 3, 1, 2)
+        continue
       x = self._act_enc(F.conv2d(x, k, b, stride=2, padding=pad))
     x = x.permute(0, 2, 3, 1).reshape(x.shape[0], -1)
     hk, hb = self.heads
@@ -309,6 +315,23 @@ def _torch_karatsuba_up(x, kernel, bias, act):
       y = y.reshape(n, 2 * h, 2 * w, c_out) + bias
       planes[qh][qw] = act(y) if act else y
   return planes
+
+
+def _torch_winograd_conv(x, kernel):
+  """jaxvae.fast._winograd_conv in torch: x [n, h, w, C_in] -> [n, h/2, w/2, C_out]."""
+  import torch
+  import torch.nn.functional as F
+  n, h, w, c = x.shape
+  th, tw = h // 4, w // 4
+  d = F.pad(x, (0, 0, 1, 1, 1, 1)).reshape(n, h // 2 + 1, 2, w // 2 + 1, 2, c)
+  d = d.permute(0, 1, 3, 2, 4, 5).reshape(n, h // 2 + 1, w // 2 + 1, 4 * c)
+  window = lambda a, b: d[:, a:a + 2 * th - 1:2, b:b + 2 * tw - 1:2]
+  rows = [(window(0, b) - window(1, b), window(1, b), window(2, b) - window(1, b)) for b in range(3)]
+  v = torch.stack([t for r in zip(*rows) for t in (r[0] - r[1], r[1], r[2] - r[1])])
+  m = torch.bmm(v.reshape(9, -1, 4 * c), kernel).reshape(3, 3, n, th, tw, -1)
+  ys = (m[0] + m[1], m[1] + m[2])
+  y = torch.stack([torch.stack([r[0] + r[1], r[1] + r[2]], 3) for r in ys], 2)
+  return y.reshape(n, 2 * th, 2 * tw, -1)
 
 
 def torch_generate(module, x_nchw, eps, chunk: int, channels_last: bool, value_range,

@@ -29,6 +29,11 @@ Rewrites:
   a layer's phase-q outputs at position m (pixel 2m + q) are the next layer's input pair m at
   position q, so activations stay "tile-planar" (four planes [n, h/2, w/2, C], one per pixel
   parity (row, column)) and pixels are interleaved only once, in the image.
+- Winograd F(2, 2) form of the encoders' stride-2 k4 p1 convolutions after the first (Vanilla,
+  DFC-VAE, PVAE): on the space-to-depth pairs of the padded input such a conv is a 2-tap
+  correlation, and two outputs take 3 products instead of 4 per axis: a batched matmul
+  [9, tiles, 4 C_in] @ [9, 4 C_in, C_out] with 9/16 of the products. (The first layer, 3 input
+  channels, stays a conv; Beta-VAE's p0 encoder is not rewritten.)
 - "dense1": the decoder's first Linear and its first up-sampling block are affine up to the first
   nonlinearity (Vanilla: fc -> ConvT; Beta-VAE: fc -> ConvT -> BN; DFC-VAE: fc -> up -> pad -> conv
   -> BN), so they collapse into ONE Linear(latent -> h*w*c) at prepare time. Not for the PVAE,
@@ -213,6 +218,41 @@ def _karatsuba_up(x, kernel, bias, act):
   return planes
 
 
+# Winograd F(2, 2) form of a stride-2 k4 p1 convolution (the encoders after their first layer).
+# Per axis, on the pairs D[j] = (xp[2j], xp[2j + 1]) of the 1-padded input, y[o] = g0 D[o] +
+# g1 D[o + 1] with g0 = (w0, w1), g1 = (w2, w3): a 2-tap correlation. Two outputs from
+# (d0, d1, d2) = D[2t .. 2t + 2] take 3 products: m0 = g0 (d0 - d1), m1 = (g0 + g1) d1,
+# m2 = g1 (d2 - d1); y[2t] = m0 + m1, y[2t + 1] = m1 + m2.
+_WINOGRAD_IN = np.array([[1, -1, 0], [0, 1, 0], [0, -1, 1]], np.float32)  # [product, d]
+
+
+def _winograd_kernel(kernel):
+  """kernel [4, 4, C_in, C_out] -> [9, 4 C_in, C_out]: products (m_h, m_w), rows (r_h, r_w, c)."""
+  g = np.zeros((3, 2, 4), np.float32)  # [product, pair position r, tap]
+  for r in range(2):
+    g[0, r, r] = g[1, r, r] = g[1, r, 2 + r] = g[2, r, 2 + r] = 1.0
+  out = jnp.einsum("ark,bsl,klio->abrsio", g, g, kernel, precision=jax.lax.Precision.HIGHEST)
+  return out.reshape(9, 4 * kernel.shape[2], kernel.shape[3])
+
+
+def _winograd_conv(x, kernel):
+  """Conv k4 s2 p1 (no bias) in the Winograd form: x [n, h, w, C_in], h and w multiples of 4 ->
+  [n, h/2, w/2, C_out]."""
+  n, h, w, c = x.shape
+  th, tw = h // 4, w // 4
+  d = _pad1(x, "constant").reshape(n, h // 2 + 1, 2, w // 2 + 1, 2, c)
+  d = d.transpose(0, 1, 3, 2, 4, 5).reshape(n, h // 2 + 1, w // 2 + 1, 4 * c)  # Pairs D.
+  window = lambda a, b: d[:, a:a + 2 * th - 1:2, b:b + 2 * tw - 1:2]  # D[2t + a, 2t' + b]
+  v = [sum(_WINOGRAD_IN[mh, a] * _WINOGRAD_IN[mw, b] * window(a, b)
+           for a in range(3) for b in range(3) if _WINOGRAD_IN[mh, a] * _WINOGRAD_IN[mw, b])
+       for mh in range(3) for mw in range(3)]
+  m = jnp.einsum("utc,ucd->utd", jnp.stack(v).reshape(9, -1, 4 * c), kernel)
+  m = m.reshape(3, 3, n, th, tw, -1)
+  rows = (m[0] + m[1], m[1] + m[2])  # y rows 2t, 2t + 1
+  y = jnp.stack([jnp.stack([r[0] + r[1], r[1] + r[2]], 3) for r in rows], 2)
+  return y.reshape(n, 2 * th, 2 * tw, -1)
+
+
 def _leaky(x, slope):
   return jnp.where(x >= 0, x, slope * x)
 
@@ -255,6 +295,7 @@ def _dense1(fc_kernel, fc_bias, block, c, h, w, nchw: bool):
 def _prepare_vanilla(model, v):
   p = v["params"]
   enc = [(p[f"encoder_{i}"]["kernel"], p[f"encoder_{i}"]["bias"]) for i in range(4)]
+  enc = enc[:1] + [(_winograd_kernel(k), b) for k, b in enc[1:]]
   dec = [(_convt_kernel(p[f"decoder_{i}"]["kernel"]), p[f"decoder_{i}"]["bias"]) for i in range(4)]
   k0, b0 = dec[0]
   dense = _dense1(p["decoder_input"]["kernel"], p["decoder_input"]["bias"],
@@ -290,6 +331,7 @@ def _prepare_betavae(model, v):
 def _prepare_dfcvae(model, v):
   p, s = v["params"], v["batch_stats"]
   enc = [_conv_bn_params(p, s, f"e{i}", layers.TORCH_BN_EPS) for i in range(1, 5)]
+  enc = enc[:1] + [(_winograd_kernel(k), b) for k, b in enc[1:]]
   dec = []
   for i in range(1, 5):
     k, b = _conv_bn_params(p, s, f"d{i}", layers.TORCH_BN_EPS)
@@ -304,6 +346,7 @@ def _prepare_dfcvae(model, v):
 def _prepare_pvae(model, v):
   p, s = v["params"], v["batch_stats"]
   enc = [_conv_bn_params(p, s, f"encoder_{i}", layers.KERAS_BN_EPS) for i in range(4)]
+  enc = enc[:1] + [(_winograd_kernel(k), b) for k, b in enc[1:]]
   dec = []
   for i in range(3):
     k, b = _conv_bn_params(p, s, f"decoder_{i}", layers.KERAS_BN_EPS)
@@ -375,6 +418,9 @@ def _encode_convs(model: nn.Module, params: Prepared, x: jax.Array) -> jax.Array
   """x [B, 64, 64, 3] -> the flattened features the heads read, [B, F]."""
   act, pad = _encoder_act(model)
   for kernel, bias in params.encoder["convs"]:
+    if kernel.ndim == 3:  # Winograd form (padding 1 inside).
+      x = act(_winograd_conv(x, kernel) + bias)
+      continue
     if pad:
       x = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
     x = act(_conv(x, kernel, 2) + bias)
