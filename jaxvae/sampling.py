@@ -165,6 +165,24 @@ def _sharded_fn(model, num: int, options: Options, devices: tuple):
       mesh=mesh, in_specs=(P(), P("batch"), P(), P("batch")), out_specs=P("batch")))
 
 
+_last_replicated: list = [(), None]  # [(leaves, treedef, devices), replicated copy]
+
+
+def _replicate(variables, devices, sharding):
+  """variables placed on every device. The copy of the last variables is reused when they are
+  the same (immutable) jax arrays: the same weights are typically passed call after call, and
+  copying them costs ~3 ms per call."""
+  leaves, treedef = jax.tree.flatten(variables)
+  key, copy = _last_replicated
+  if (key and key[1] == treedef and key[2] == devices and len(key[0]) == len(leaves)
+      and all(a is b for a, b in zip(key[0], leaves))):
+    return copy
+  copy = jax.device_put(variables, sharding)
+  if all(isinstance(a, jax.Array) for a in leaves):  # numpy leaves may change in place
+    _last_replicated[:] = (leaves, treedef, devices), copy
+  return copy
+
+
 def _variations_sharded(model, variables, images, key, num, options, devices):
   mesh = Mesh(np.array(devices), ("batch",))
   me = jax.process_index()
@@ -172,15 +190,16 @@ def _variations_sharded(model, variables, images, key, num, options, devices):
   local_devices = sum(d.process_index == me for d in devices)
   b = images.shape[0]
   pad = -b % local_devices
-  padded = np.concatenate([np.asarray(images), np.zeros((pad, *images.shape[1:]), np.float32)])
+  padded = jnp.concatenate([images, jnp.zeros((pad, *images.shape[1:]), images.dtype)]) if pad else images
   offset = me * b if multihost else 0
   index = np.concatenate([offset + np.arange(b), np.full(pad, _PAD_INDEX)]).astype(np.int32)
   fn = _sharded_fn(model, num, options, devices)
   batch, replicated = NamedSharding(mesh, P("batch")), NamedSharding(mesh, P())
   if not multihost:
-    out = fn(jax.device_put(variables, replicated), jax.device_put(padded, batch),
+    out = fn(_replicate(variables, devices, replicated), jax.device_put(padded, batch),
              jax.device_put(jax.random.key_data(key), replicated), jax.device_put(index, batch))
-    return out[:b]
+    return out[:b] if pad else out
+  padded = np.asarray(padded)
   glob = jax.make_array_from_process_local_data
   out = fn(jax.tree.map(lambda a: glob(replicated, np.asarray(a)), variables),
            glob(batch, padded), glob(replicated, np.asarray(jax.random.key_data(key))),

@@ -190,8 +190,17 @@ _SHARDED = textwrap.dedent("""
     variables = models.init_variables(model, jax.random.key(1))
     images = jax.random.uniform(jax.random.key(2), (6, 64, 64, 3))
     options = sampling.Options(input_noise_std=float(sys.argv[1]))
-    out = sampling.variations(model, variables, images, jax.random.key(3), 3, options)
-    np.save(sys.argv[2], np.asarray(out))
+    run = lambda v: np.asarray(sampling.variations(model, v, images, jax.random.key(3), 3, options))
+    out = run(variables)
+    # The weights replicated over the devices are reused only for the very same arrays:
+    assert np.array_equal(run(variables), out)
+    assert not np.allclose(run(jax.tree.map(lambda a: a * 1.5, variables)), out)
+    assert np.array_equal(run(variables), out)
+    host = jax.tree.map(np.array, variables)  # numpy leaves, changed in place below
+    assert np.allclose(run(host), out, atol=1e-6)
+    max(jax.tree.leaves(host), key=np.size)[...] *= 1.5  # a kernel
+    assert not np.allclose(run(host), out)
+    np.save(sys.argv[2], out)
     print(json.dumps({"devices": jax.local_device_count()}))
 """)
 
