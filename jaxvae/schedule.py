@@ -1,8 +1,8 @@
 """Decode schedule per backend: XLA flags for the CPU and images per decode step. Imports no jax.
 
 XLA reads XLA_FLAGS once, when jax initialises its backends, so `configure_xla_flags` must run
-before the first `import jax` of the process (main.py, benchmarks). Measured on a 2-core Zen 5
-with jaxlib 0.10.2 (benchmarks/schedule.py re-measures these choices):
+before the first `import jax` of the process (main.py, benchmarks). Measured on a 2-core AMD
+EPYC (Zen 4) with jaxlib 0.10.2 (benchmarks/schedule.py re-measures these choices):
 
 - `--xla_cpu_experimental_ynn_fusion_type=dot`: jaxlib 0.10.2 hands convolutions to YNNPACK,
   whose convolutions slow down sharply above a batch of ~4; with this flag only dots go to
