@@ -326,7 +326,8 @@ def _torch_winograd_conv(x, kernel):
   d = F.pad(x, (0, 0, 1, 1, 1, 1)).reshape(n, h // 2 + 1, 2, w // 2 + 1, 2, c)
   d = d.permute(0, 1, 3, 2, 4, 5).reshape(n, h // 2 + 1, w // 2 + 1, 4 * c)
   window = lambda a, b: d[:, a:a + 2 * th - 1:2, b:b + 2 * tw - 1:2]
-  rows = [(window(0, b) - window(1, b), window(1, b), window(2, b) - window(1, b)) for b in range(3)]
+  rows = [(window(0, b) - window(1, b), window(1, b), window(2, b) - window(1, b))
+          for b in range(3)]
   v = torch.stack([t for r in zip(*rows) for t in (r[0] - r[1], r[1], r[2] - r[1])])
   m = torch.bmm(v.reshape(9, -1, 4 * c), kernel).reshape(3, 3, n, th, tw, -1)
   ys = (m[0] + m[1], m[1] + m[2])

@@ -214,7 +214,8 @@ def _karatsuba_up(x, kernel, bias, act):
               for uh in range(3)]  # cols[u_h][R_w]: [n, J_h, J_w, c]
       rows = [_karatsuba_outputs([cols[uh][rw] for uh in range(3)], qh, 1) for rw in range(2)]
       y = jnp.stack([jnp.stack([rows[rw][rh] for rw in range(2)], 3) for rh in range(2)], 2)
-      planes[qh][qw] = act(y.reshape(n, 2 * h, 2 * w, c_out) + bias)  # [n, (J_h, R_h), (J_w, R_w), c]
+      # [n, (J_h, R_h), (J_w, R_w), c]
+      planes[qh][qw] = act(y.reshape(n, 2 * h, 2 * w, c_out) + bias)
   return planes
 
 
@@ -302,7 +303,7 @@ def _prepare_vanilla(model, v):
                   (lambda x: _phase_up(x, _phase_kernel(k0, _CONVT4_TAPS), "constant", 1), b0),
                   256, 4, 4, nchw=True)
 
-  def tile_planar(a):  # Columns (h, w, c) of the 8 x 8 x 128 map -> (h % 2, w % 2, h // 2, w // 2, c).
+  def tile_planar(a):  # Columns (h, w, c) of the 8x8x128 map -> (h % 2, w % 2, h / 2, w / 2, c).
     k = a.ndim - 1
     return a.reshape(*a.shape[:-1], 4, 2, 4, 2, 128).transpose(
         *range(k), k + 1, k + 3, k, k + 2, k + 4).reshape(a.shape)

@@ -190,7 +190,9 @@ def _variations_sharded(model, variables, images, key, num, options, devices):
   local_devices = sum(d.process_index == me for d in devices)
   b = images.shape[0]
   pad = -b % local_devices
-  padded = jnp.concatenate([images, jnp.zeros((pad, *images.shape[1:]), images.dtype)]) if pad else images
+  padded = images
+  if pad:
+    padded = jnp.concatenate([images, jnp.zeros((pad, *images.shape[1:]), images.dtype)])
   offset = me * b if multihost else 0
   index = np.concatenate([offset + np.arange(b), np.full(pad, _PAD_INDEX)]).astype(np.int32)
   fn = _sharded_fn(model, num, options, devices)
