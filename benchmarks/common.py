@@ -384,19 +384,5 @@ def interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str,
   return times
 
 
-def interleaved_cpu(fns: dict[str, Callable[[], object]], repeats: int):
-  """Like `interleaved`, but (wall seconds, process CPU seconds) per call."""
-  labels = list(fns)
-  times = {k: [] for k in labels}
-  for r in range(repeats):
-    order = labels[r % len(labels):] + labels[:r % len(labels)]
-    for k in order:
-      time.sleep(PAUSE_S)
-      start, cpu = time.perf_counter(), time.process_time()
-      fns[k]()
-      times[k].append((time.perf_counter() - start, time.process_time() - cpu))
-  return times
-
-
 def median(xs) -> float:
   return float(np.median(np.asarray(xs)))
