@@ -125,6 +125,12 @@ def _depth_to_space(y, crop: int):
   return y[:, crop:2 * h - crop, crop:2 * w - crop] if crop else y
 
 
+def _interleave(planes):
+  """planes[r][c] [n, h, w, C] -> [n, 2h, 2w, C]; planes[r][c][:, i, j] is pixel (2i+r, 2j+c)."""
+  n, h, w, c = planes[0][0].shape
+  return jnp.stack([jnp.stack(row, 3) for row in planes], 2).reshape(n, 2 * h, 2 * w, c)
+
+
 def _phase_up(x, kernel, pad_mode: str, crop: int, extra: int = 0):
   """2x up-sampling op as one 2x2 conv + depth-to-space (bias NOT added). extra = output_padding."""
   y = _depth_to_space(_conv(_pad1(x, pad_mode), kernel), crop)
@@ -202,20 +208,18 @@ def _karatsuba_up(x, kernel, bias, act):
   """ConvT k4 s2 p1 on a tile-planar map: x[r][c] [n, h, w, C_in] is pixel (2i + r, 2j + c) at
   [:, i, j] -> act(y + bias) in the same form, planes [n, 2h, 2w, C_out]."""
   n, h, w, c_in = x[0][0].shape
-  c_out = kernel.shape[-1] // 4
   pairs = (x[0], x[1], [x[0][0] + x[1][0], x[0][1] + x[1][1]])  # Rows: (x0, x1, x0 + x1) ...
   v = jnp.stack([t for r in pairs for t in (r[0], r[1], r[0] + r[1])])  # ... then columns.
   p = jnp.einsum("utc,ucd->utd", v.reshape(9, -1, c_in), kernel)
-  p = p.reshape(3, 3, n, h, w, 2, 2, c_out)  # [u_h, u_w, n, J_h, J_w, q_h, q_w, c]
+  p = p.reshape(3, 3, n, h, w, 2, 2, -1)  # [u_h, u_w, n, J_h, J_w, q_h, q_w, c]
   planes = [[None, None], [None, None]]
   for qh in range(2):
     for qw in range(2):
       cols = [_karatsuba_outputs([p[uh, uw, :, :, :, qh, qw] for uw in range(3)], qw, 2)
               for uh in range(3)]  # cols[u_h][R_w]: [n, J_h, J_w, c]
       rows = [_karatsuba_outputs([cols[uh][rw] for uh in range(3)], qh, 1) for rw in range(2)]
-      y = jnp.stack([jnp.stack([rows[rw][rh] for rw in range(2)], 3) for rh in range(2)], 2)
-      # [n, (J_h, R_h), (J_w, R_w), c]
-      planes[qh][qw] = act(y.reshape(n, 2 * h, 2 * w, c_out) + bias)
+      y = _interleave([[rows[rw][rh] for rw in range(2)] for rh in range(2)])  # pixels 2J + R
+      planes[qh][qw] = act(y + bias)
   return planes
 
 
@@ -224,9 +228,6 @@ def _karatsuba_up(x, kernel, bias, act):
 # g1 D[o + 1] with g0 = (w0, w1), g1 = (w2, w3): a 2-tap correlation. Two outputs from
 # (d0, d1, d2) = D[2t .. 2t + 2] take 3 products: m0 = g0 (d0 - d1), m1 = (g0 + g1) d1,
 # m2 = g1 (d2 - d1); y[2t] = m0 + m1, y[2t + 1] = m1 + m2.
-_WINOGRAD_IN = np.array([[1, -1, 0], [0, 1, 0], [0, -1, 1]], np.float32)  # [product, d]
-
-
 def _winograd_kernel(kernel):
   """kernel [4, 4, C_in, C_out] -> [9, 4 C_in, C_out]: products (m_h, m_w), rows (r_h, r_w, c)."""
   g = np.zeros((3, 2, 4), np.float32)  # [product, pair position r, tap]
@@ -244,14 +245,12 @@ def _winograd_conv(x, kernel):
   d = _pad1(x, "constant").reshape(n, h // 2 + 1, 2, w // 2 + 1, 2, c)
   d = d.transpose(0, 1, 3, 2, 4, 5).reshape(n, h // 2 + 1, w // 2 + 1, 4 * c)  # Pairs D.
   window = lambda a, b: d[:, a:a + 2 * th - 1:2, b:b + 2 * tw - 1:2]  # D[2t + a, 2t' + b]
-  v = [sum(_WINOGRAD_IN[mh, a] * _WINOGRAD_IN[mw, b] * window(a, b)
-           for a in range(3) for b in range(3) if _WINOGRAD_IN[mh, a] * _WINOGRAD_IN[mw, b])
-       for mh in range(3) for mw in range(3)]
-  m = jnp.einsum("utc,ucd->utd", jnp.stack(v).reshape(9, -1, 4 * c), kernel)
-  m = m.reshape(3, 3, n, th, tw, -1)
+  transform = lambda d0, d1, d2: (d0 - d1, d1, d2 - d1)
+  rows_t = [transform(*(window(a, b) for a in range(3))) for b in range(3)]  # [b][m_h]: rows ...
+  v = jnp.stack([t for ds in zip(*rows_t) for t in transform(*ds)])  # ... then columns.
+  m = jnp.einsum("utc,ucd->utd", v.reshape(9, -1, 4 * c), kernel).reshape(3, 3, n, th, tw, -1)
   rows = (m[0] + m[1], m[1] + m[2])  # y rows 2t, 2t + 1
-  y = jnp.stack([jnp.stack([r[0] + r[1], r[1] + r[2]], 3) for r in rows], 2)
-  return y.reshape(n, 2 * th, 2 * tw, -1)
+  return _interleave([[r[0] + r[1], r[1] + r[2]] for r in rows])
 
 
 def _leaky(x, slope):
@@ -293,10 +292,15 @@ def _dense1(fc_kernel, fc_bias, block, c, h, w, nchw: bool):
   return kernel.reshape(fc_kernel.shape[0], -1), bias.reshape(-1)
 
 
+def _winograd_after_first(convs):
+  """Encoder [(kernel, bias)]: every conv after the first (3 input channels) in Winograd form."""
+  return convs[:1] + [(_winograd_kernel(k), b) for k, b in convs[1:]]
+
+
 def _prepare_vanilla(model, v):
   p = v["params"]
   enc = [(p[f"encoder_{i}"]["kernel"], p[f"encoder_{i}"]["bias"]) for i in range(4)]
-  enc = enc[:1] + [(_winograd_kernel(k), b) for k, b in enc[1:]]
+  enc = _winograd_after_first(enc)
   dec = [(_convt_kernel(p[f"decoder_{i}"]["kernel"]), p[f"decoder_{i}"]["bias"]) for i in range(4)]
   k0, b0 = dec[0]
   dense = _dense1(p["decoder_input"]["kernel"], p["decoder_input"]["bias"],
@@ -332,7 +336,7 @@ def _prepare_betavae(model, v):
 def _prepare_dfcvae(model, v):
   p, s = v["params"], v["batch_stats"]
   enc = [_conv_bn_params(p, s, f"e{i}", layers.TORCH_BN_EPS) for i in range(1, 5)]
-  enc = enc[:1] + [(_winograd_kernel(k), b) for k, b in enc[1:]]
+  enc = _winograd_after_first(enc)
   dec = []
   for i in range(1, 5):
     k, b = _conv_bn_params(p, s, f"d{i}", layers.TORCH_BN_EPS)
@@ -347,7 +351,7 @@ def _prepare_dfcvae(model, v):
 def _prepare_pvae(model, v):
   p, s = v["params"], v["batch_stats"]
   enc = [_conv_bn_params(p, s, f"encoder_{i}", layers.KERAS_BN_EPS) for i in range(4)]
-  enc = enc[:1] + [(_winograd_kernel(k), b) for k, b in enc[1:]]
+  enc = _winograd_after_first(enc)
   dec = []
   for i in range(3):
     k, b = _conv_bn_params(p, s, f"decoder_{i}", layers.KERAS_BN_EPS)
@@ -464,8 +468,7 @@ def _decode_ups(model: nn.Module, params: Prepared, x: jax.Array) -> jax.Array:
     x = [[x[:, 0, 0], x[:, 0, 1]], [x[:, 1, 0], x[:, 1, 1]]]
     for i, (k, b) in enumerate(ups):
       x = _karatsuba_up(x, k, b, nn.relu if i < len(ups) - 1 else lambda y: y)
-    n, h, w, c = x[0][0].shape  # Tile-planar -> pixels.
-    return jnp.stack([jnp.stack(row, 3) for row in x], 2).reshape(n, 2 * h, 2 * w, c)
+    return _interleave(x)  # Tile-planar -> pixels.
   if isinstance(model, models.BetaVAE):
     for (k, b), extra in zip(ups[:-1], (0, 1)):
       x = nn.relu(_scatter_up(x, k, 0, extra) + b)
