@@ -263,9 +263,7 @@ class TorchFast:
       x = [[x[:, 0, 0], x[:, 0, 1]], [x[:, 1, 0], x[:, 1, 1]]]
       for i, (k, b, _) in enumerate(self.ups):
         x = _torch_karatsuba_up(x, k, b, F.relu if i < len(self.ups) - 1 else None)
-      n, h, w, c = x[0][0].shape
-      x = torch.stack([torch.stack(row, 3) for row in x], 2).reshape(n, 2 * h, 2 * w, c)
-      x = x.permute(0, 3, 1, 2)
+      x = _torch_interleave(x).permute(0, 3, 1, 2)
       return torch.tanh(x) if self.model.output_activation == "tanh" else torch.sigmoid(x)
     if self.is_beta:
       x = F.relu(x).view(-1, 6, 6, 64).permute(0, 3, 1, 2).contiguous(memory_format=fmt)
@@ -297,22 +295,27 @@ def _torch_karatsuba_outputs(p, q: int, dim: int):
   return middle, p1 + F.pad(p0, pad + [0, 1]).narrow(dim, 1, n)
 
 
+def _torch_interleave(planes):
+  """jaxvae.fast._interleave in torch."""
+  import torch
+  n, h, w, c = planes[0][0].shape
+  return torch.stack([torch.stack(row, 3) for row in planes], 2).reshape(n, 2 * h, 2 * w, c)
+
+
 def _torch_karatsuba_up(x, kernel, bias, act):
   """jaxvae.fast._karatsuba_up in torch (torch.bmm for the 9 products)."""
   import torch
   n, h, w, c_in = x[0][0].shape
-  c_out = kernel.shape[-1] // 4
   pairs = (x[0], x[1], [x[0][0] + x[1][0], x[0][1] + x[1][1]])
   v = torch.stack([t for r in pairs for t in (r[0], r[1], r[0] + r[1])]).reshape(9, -1, c_in)
-  p = torch.bmm(v, kernel).reshape(3, 3, n, h, w, 2, 2, c_out)
+  p = torch.bmm(v, kernel).reshape(3, 3, n, h, w, 2, 2, -1)
   planes = [[None, None], [None, None]]
   for qh in range(2):
     for qw in range(2):
       cols = [_torch_karatsuba_outputs([p[uh, uw, :, :, :, qh, qw] for uw in range(3)], qw, 2)
               for uh in range(3)]
       rows = [_torch_karatsuba_outputs([cols[uh][rw] for uh in range(3)], qh, 1) for rw in range(2)]
-      y = torch.stack([torch.stack([rows[rw][rh] for rw in range(2)], 3) for rh in range(2)], 2)
-      y = y.reshape(n, 2 * h, 2 * w, c_out) + bias
+      y = _torch_interleave([[rows[rw][rh] for rw in range(2)] for rh in range(2)]) + bias
       planes[qh][qw] = act(y) if act else y
   return planes
 
@@ -331,8 +334,7 @@ def _torch_winograd_conv(x, kernel):
   v = torch.stack([t for r in zip(*rows) for t in (r[0] - r[1], r[1], r[2] - r[1])])
   m = torch.bmm(v.reshape(9, -1, 4 * c), kernel).reshape(3, 3, n, th, tw, -1)
   ys = (m[0] + m[1], m[1] + m[2])
-  y = torch.stack([torch.stack([r[0] + r[1], r[1] + r[2]], 3) for r in ys], 2)
-  return y.reshape(n, 2 * th, 2 * tw, -1)
+  return _torch_interleave([[r[0] + r[1], r[1] + r[2]] for r in ys])
 
 
 def torch_generate(module, x_nchw, eps, chunk: int, channels_last: bool, value_range,
