@@ -203,8 +203,8 @@ class TorchFast:
     self.ups = []
     for k, b in prepared.decoder["ups"]:
       k = np.asarray(k)
-      if k.ndim == 3:  # Karatsuba form (Vanilla VAE): [9, C_in, 4 C_out] for torch.bmm.
-        self.ups.append((t(k), t(b), None))
+      if k.ndim == 3:  # Karatsuba form (Vanilla VAE): [9, C_in, 4 C_out] for torch.bmm
+        self.ups.append((t(k[..., :4 * np.shape(b)[0]]), t(b), None))  # (without jaxvae's padding).
         continue
       if k.ndim == 2:  # Scatter form [C_in, (u_h, u_w, v_h, v_w, c)]: a ConvTranspose2d k4 s2.
         c_in, c_out = k.shape[0], k.shape[1] // 16

@@ -132,14 +132,15 @@ def fast_flops(name: str, latent: int) -> dict[str, int]:
   """FLOPs per image that the fast path executes (products of its matmuls and convs; the
   Karatsuba / Winograd transforms' additions are not counted): scatter layers exactly the useful
   products (16 per input pixel and channel pair), Karatsuba layers (Vanilla VAE) 9 per 2x2 input
-  tile, window layers (DFC-VAE) (h+1)^2 windows of 2x2 x 4 C_out."""
+  tile (its last layer's 12 columns padded to 16), window layers (DFC-VAE) (h+1)^2 windows of
+  2x2 x 4 C_out."""
   scatter = lambda h, ci, co: 2 * h * h * ci * 16 * co
-  karatsuba = lambda h, ci, co: 2 * 9 * (h // 2) ** 2 * ci * 4 * co
+  karatsuba = lambda h, ci, co: 2 * 9 * (h // 2) ** 2 * ci * -(-4 * co // 16) * 16
   window = lambda h, ci, co: 2 * (h + 1) ** 2 * 4 * ci * 4 * co
   enc = common.original_flops(name, latent)["encode"]
-  if name != "betavae":  # The Winograd layers (all but the first conv) keep 9 of 16 products.
+  if name != "betavae":  # The Winograd layers (all four convs) keep 9 of 16 products.
     enc -= sum(common._conv(h, ci, co, 4) * 7 // 16  # pylint: disable=protected-access
-               for h, ci, co in ((16, 32, 64), (8, 64, 128), (4, 128, 256)))
+               for h, ci, co in ((32, 3, 32), (16, 32, 64), (8, 64, 128), (4, 128, 256)))
   if name == "vanilla":
     dec = 2 * latent * 8192 + karatsuba(8, 128, 64) + karatsuba(16, 64, 32) + karatsuba(32, 32, 3)
   elif name == "dfcvae":

@@ -24,16 +24,15 @@ Rewrites:
   on the input's aligned pairs (x0, x1) it is a 2-tap x 2-point linear convolution
   (a x0, b x0 + a x1, b x1), i.e. Karatsuba: p0 = a x0, p1 = b x1, p2 = (a + b)(x0 + x1), middle
   = p2 - p0 - p1, with overlap-add between neighbouring pairs. In 2D: 3 x 3 products per 2 x 2
-  input tile instead of 4 x 4: a batched matmul [9, tiles, C_in] @ [9, C_in, 4 C_out] with 9/16
-  of the direct FLOPs. The (x0, x1, x0 + x1) transform is shared by the four output phases, and
+  input tile instead of 4 x 4: nine matmuls [tiles, C_in] @ [C_in, 4 C_out] with 9/16 of the
+  direct FLOPs. The (x0, x1, x0 + x1) transform is shared by the four output phases, and
   a layer's phase-q outputs at position m (pixel 2m + q) are the next layer's input pair m at
   position q, so activations stay "tile-planar" (four planes [n, h/2, w/2, C], one per pixel
   parity (row, column)) and pixels are interleaved only once, in the image.
-- Winograd F(2, 2) form of the encoders' stride-2 k4 p1 convolutions after the first (Vanilla,
-  DFC-VAE, PVAE): on the space-to-depth pairs of the padded input such a conv is a 2-tap
-  correlation, and two outputs take 3 products instead of 4 per axis: a batched matmul
-  [9, tiles, 4 C_in] @ [9, 4 C_in, C_out] with 9/16 of the products. (The first layer, 3 input
-  channels, stays a conv; Beta-VAE's p0 encoder is not rewritten.)
+- Winograd F(2, 2) form of the encoders' stride-2 k4 p1 convolutions (Vanilla, DFC-VAE, PVAE):
+  on the space-to-depth pairs of the padded input such a conv is a 2-tap correlation, and two
+  outputs take 3 products instead of 4 per axis: a batched matmul [9, tiles, 4 C_in] @
+  [9, 4 C_in, C_out] with 9/16 of the products. (Beta-VAE's p0 encoder is not rewritten.)
 - "dense1": the decoder's first Linear and its first up-sampling block are affine up to the first
   nonlinearity (Vanilla: fc -> ConvT; Beta-VAE: fc -> ConvT -> BN; DFC-VAE: fc -> up -> pad -> conv
   -> BN), so they collapse into ONE Linear(latent -> h*w*c) at prepare time. Not for the PVAE,
@@ -206,24 +205,27 @@ def _karatsuba_outputs(p, q: int, axis: int):
 
 def _karatsuba_up(x, kernel, bias, act):
   """ConvT k4 s2 p1 on a tile-planar map: x[r][c] [n, h, w, C_in] is pixel (2i + r, 2j + c) at
-  [:, i, j] -> act(y + bias) in the same form, planes [n, 2h, 2w, C_out]."""
+  [:, i, j] -> act(y + bias) in the same form, planes [n, 2h, 2w, C_out]. kernel: the nine
+  [C_in, 4 C_out (+ zero columns)] of _karatsuba_kernel."""
   n, h, w, c_in = x[0][0].shape
   pairs = (x[0], x[1], [x[0][0] + x[1][0], x[0][1] + x[1][1]])  # Rows: (x0, x1, x0 + x1) ...
-  v = jnp.stack([t for r in pairs for t in (r[0], r[1], r[0] + r[1])])  # ... then columns.
-  p = jnp.einsum("utc,ucd->utd", v.reshape(9, -1, c_in), kernel)
-  p = p.reshape(3, 3, n, h, w, 2, 2, -1)  # [u_h, u_w, n, J_h, J_w, q_h, q_w, c]
+  v = [t for r in pairs for t in (r[0], r[1], r[0] + r[1])]  # ... then columns.
+  # Nine dots, not one batched dot on the stacked v: stacking costs a copy (XLA:CPU).
+  p = [(t.reshape(-1, c_in) @ k)[:, :4 * bias.shape[-1]].reshape(n, h, w, 2, 2, -1)
+       for t, k in zip(v, kernel)]  # [u_h * 3 + u_w]: [n, J_h, J_w, q_h, q_w, c]
   planes = [[None, None], [None, None]]
   for qh in range(2):
     for qw in range(2):
-      cols = [_karatsuba_outputs([p[uh, uw, :, :, :, qh, qw] for uw in range(3)], qw, 2)
+      cols = [_karatsuba_outputs([p[3 * uh + uw][:, :, :, qh, qw] for uw in range(3)], qw, 2)
               for uh in range(3)]  # cols[u_h][R_w]: [n, J_h, J_w, c]
       rows = [_karatsuba_outputs([cols[uh][rw] for uh in range(3)], qh, 1) for rw in range(2)]
-      y = _interleave([[rows[rw][rh] for rw in range(2)] for rh in range(2)])  # pixels 2J + R
-      planes[qh][qw] = act(y + bias)
+      # act before the interleave: XLA:CPU then fuses it into the interleave's one pass.
+      planes[qh][qw] = _interleave([[act(rows[rw][rh] + bias) for rw in range(2)]
+                                    for rh in range(2)])  # pixels 2J + R
   return planes
 
 
-# Winograd F(2, 2) form of a stride-2 k4 p1 convolution (the encoders after their first layer).
+# Winograd F(2, 2) form of a stride-2 k4 p1 convolution (the encoders).
 # Per axis, on the pairs D[j] = (xp[2j], xp[2j + 1]) of the 1-padded input, y[o] = g0 D[o] +
 # g1 D[o + 1] with g0 = (w0, w1), g1 = (w2, w3): a 2-tap correlation. Two outputs from
 # (d0, d1, d2) = D[2t .. 2t + 2] take 3 products: m0 = g0 (d0 - d1), m1 = (g0 + g1) d1,
@@ -292,15 +294,15 @@ def _dense1(fc_kernel, fc_bias, block, c, h, w, nchw: bool):
   return kernel.reshape(fc_kernel.shape[0], -1), bias.reshape(-1)
 
 
-def _winograd_after_first(convs):
-  """Encoder [(kernel, bias)]: every conv after the first (3 input channels) in Winograd form."""
-  return convs[:1] + [(_winograd_kernel(k), b) for k, b in convs[1:]]
+def _winograd_convs(convs):
+  """Encoder [(kernel, bias)] -> the same convs in Winograd form."""
+  return [(_winograd_kernel(k), b) for k, b in convs]
 
 
 def _prepare_vanilla(model, v):
   p = v["params"]
   enc = [(p[f"encoder_{i}"]["kernel"], p[f"encoder_{i}"]["bias"]) for i in range(4)]
-  enc = _winograd_after_first(enc)
+  enc = _winograd_convs(enc)
   dec = [(_convt_kernel(p[f"decoder_{i}"]["kernel"]), p[f"decoder_{i}"]["bias"]) for i in range(4)]
   k0, b0 = dec[0]
   dense = _dense1(p["decoder_input"]["kernel"], p["decoder_input"]["bias"],
@@ -314,7 +316,13 @@ def _prepare_vanilla(model, v):
 
   return Prepared(encoder={"convs": enc, "heads": _heads(p, "fc_mu", "fc_logvar", 256, 4, 4, True)},
                   decoder={"dense": tuple(map(tile_planar, dense)),
-                           "ups": [(_karatsuba_kernel(k), b) for k, b in dec[1:]]})
+                           "ups": [(tuple(_pad_columns(_karatsuba_kernel(k))), b)
+                                   for k, b in dec[1:]]})
+
+
+def _pad_columns(kernel, multiple: int = 16):
+  """Zero columns up to a multiple of 16: a [9, 32, 12] product runs 1.2x faster as [9, 32, 16]."""
+  return jnp.pad(kernel, ((0, 0), (0, 0), (0, -kernel.shape[-1] % multiple)))
 
 
 def _prepare_betavae(model, v):
@@ -336,7 +344,7 @@ def _prepare_betavae(model, v):
 def _prepare_dfcvae(model, v):
   p, s = v["params"], v["batch_stats"]
   enc = [_conv_bn_params(p, s, f"e{i}", layers.TORCH_BN_EPS) for i in range(1, 5)]
-  enc = _winograd_after_first(enc)
+  enc = _winograd_convs(enc)
   dec = []
   for i in range(1, 5):
     k, b = _conv_bn_params(p, s, f"d{i}", layers.TORCH_BN_EPS)
@@ -351,7 +359,7 @@ def _prepare_dfcvae(model, v):
 def _prepare_pvae(model, v):
   p, s = v["params"], v["batch_stats"]
   enc = [_conv_bn_params(p, s, f"encoder_{i}", layers.KERAS_BN_EPS) for i in range(4)]
-  enc = _winograd_after_first(enc)
+  enc = _winograd_convs(enc)
   dec = []
   for i in range(3):
     k, b = _conv_bn_params(p, s, f"decoder_{i}", layers.KERAS_BN_EPS)
@@ -449,11 +457,12 @@ def encode(model: nn.Module, params, x: jax.Array,
 
 def _decode_dense(model: nn.Module, params: Prepared, z: jax.Array) -> jax.Array:
   """z [N, L] -> the input of the up-sampling stack, [N, h, w, c] after its nonlinearity
-  (Vanilla: tile-planar, [N, 2, 2, h/2, w/2, c])."""
+  (Vanilla: tile-planar, [N, 2, 2, h/2, w/2, c], before its bias and ReLU: those run in the loop,
+  fused into the first layer's input transform, 1.2x faster than fused into the dot here)."""
   kernel, bias = params.decoder["dense"]
+  if isinstance(model, models.VanillaVAE):  # Bias and ReLU in the loop (_decode_ups).
+    return (z @ kernel).reshape(-1, 2, 2, 4, 4, 128)  # [N, row parity, column parity, 4, 4, c]
   x = z @ kernel + bias
-  if isinstance(model, models.VanillaVAE):
-    return nn.relu(x).reshape(-1, 2, 2, 4, 4, 128)  # [N, row parity, column parity, 4, 4, c]
   if isinstance(model, models.BetaVAE):
     return nn.relu(x).reshape(-1, 6, 6, 64)
   if isinstance(model, models.DFCVAE):
@@ -465,6 +474,7 @@ def _decode_ups(model: nn.Module, params: Prepared, x: jax.Array) -> jax.Array:
   """The up-sampling stack: [N, h, w, c] -> [N, 64, 64, 3] before the last nonlinearity."""
   ups = params.decoder["ups"]
   if isinstance(model, models.VanillaVAE):
+    x = nn.relu(x + params.decoder["dense"][1].reshape(2, 2, 4, 4, 128))
     x = [[x[:, 0, 0], x[:, 0, 1]], [x[:, 1, 0], x[:, 1, 1]]]
     for i, (k, b) in enumerate(ups):
       x = _karatsuba_up(x, k, b, nn.relu if i < len(ups) - 1 else lambda y: y)
