@@ -321,7 +321,7 @@ def _prepare_vanilla(model, v):
 
 
 def _pad_columns(kernel, multiple: int = 16):
-  """Zero columns up to a multiple of 16: a [9, 32, 12] product runs 1.2x faster as [9, 32, 16]."""
+  """Zero columns up to a multiple of 16 (the last layer's 12: its matmuls 1.2x faster with 16)."""
   return jnp.pad(kernel, ((0, 0), (0, 0), (0, -kernel.shape[-1] % multiple)))
 
 
