@@ -227,13 +227,12 @@ class TorchFast:
 
   def encode(self, x):
     import torch.nn.functional as F
-    pad = 0 if self.is_beta else 1
     for k, b in self.enc:
       if k.ndim == 3:  # Winograd form, NHWC (a free view of channels_last, a copy of NCHW).
         x = x.permute(0, 2, 3, 1)
         x = self._act_enc(_torch_winograd_conv(x, k) + b).permute(0, 3, 1, 2)
-        continue
-      x = self._act_enc(F.conv2d(x, k, b, stride=2, padding=pad))
+      else:  # Beta-VAE: unpadded stride-2 conv.
+        x = self._act_enc(F.conv2d(x, k, b, stride=2))
     x = x.permute(0, 2, 3, 1).reshape(x.shape[0], -1)
     hk, hb = self.heads
     out = x @ hk + hb

@@ -417,26 +417,22 @@ def map_chunks(fn, x: jax.Array, chunk_size: int):
 
 
 def _encoder_act(model: nn.Module):
-  """(activation, padding) of the encoder's convolutions."""
-  if isinstance(model, models.VanillaVAE):
-    return nn.relu, 1
-  if isinstance(model, models.BetaVAE):
-    return nn.relu, 0
+  """The activation of the encoder's convolutions."""
+  if isinstance(model, models.VanillaVAE | models.BetaVAE):
+    return nn.relu
   if isinstance(model, models.DFCVAE):
-    return functools.partial(_leaky, slope=layers.TORCH_LEAKY_SLOPE), 1
-  return functools.partial(_leaky, slope=layers.KERAS_LEAKY_SLOPE), 1  # PVAE
+    return functools.partial(_leaky, slope=layers.TORCH_LEAKY_SLOPE)
+  return functools.partial(_leaky, slope=layers.KERAS_LEAKY_SLOPE)  # PVAE
 
 
 def _encode_convs(model: nn.Module, params: Prepared, x: jax.Array) -> jax.Array:
   """x [B, 64, 64, 3] -> the flattened features the heads read, [B, F]."""
-  act, pad = _encoder_act(model)
+  act = _encoder_act(model)
   for kernel, bias in params.encoder["convs"]:
-    if kernel.ndim == 3:  # Winograd form (padding 1 inside).
+    if kernel.ndim == 3:  # Winograd form, padding 1 inside (Vanilla, DFC-VAE, PVAE).
       x = act(_winograd_conv(x, kernel) + bias)
-      continue
-    if pad:
-      x = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
-    x = act(_conv(x, kernel, 2) + bias)
+    else:  # Beta-VAE: unpadded stride-2 conv.
+      x = act(_conv(x, kernel, 2) + bias)
   return x.reshape(x.shape[0], -1)
 
 
