@@ -27,13 +27,13 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)  # Orbax logs every step at INFO.
   schedule.enable_compilation_cache()
   from jaxvae import modes  # pylint: disable=import-outside-toplevel
-  from port import api  # pylint: disable=import-outside-toplevel  (imports torch only to port)
+  from jaxvae import weights  # pylint: disable=import-outside-toplevel
   config = _CONFIG.value
   try:
     if config.checkpoint:
-      config.checkpoint = api.ensure_ported(config.checkpoint, log=print)
+      config.checkpoint = weights.ensure_ported(config.checkpoint, log=print)
     config.evaluate_checkpoints = ",".join(
-        api.ensure_ported(c.strip(), log=print)
+        weights.ensure_ported(c.strip(), log=print)
         for c in config.evaluate_checkpoints.split(",") if c.strip())
     modes.MODES[_MODE.value](config, _WORKDIR.value, _OVERWRITE.value)
   except (ValueError, OSError) as e:  # Bad input or files: a message, not a traceback.

@@ -1,7 +1,8 @@
 """The port as a function: resolve the source, convert, check, optionally verify, write Orbax."""
 
+import importlib
 import os
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import numpy as np
@@ -9,10 +10,18 @@ import numpy as np
 from jaxvae import checkpoint
 from port import convert, keras, sources, tables, verify
 
-PORT_VERSION = "1.0"
+PORT_VERSION = "2.0"  # 2.0: file digests in jaxvae.json.
 TOLERANCE = verify.TOLERANCE
 PORT_ERRORS = (sources.SourceError, convert.PortError, checkpoint.CheckpointError,
                FileExistsError, ValueError)
+
+# Auxiliary networks (not VAEs): kind -> module in port/ with
+#   convert(path, log) -> (variables, extra_metadata)
+#   max_abs_diffs(path, variables, log) -> {name: max abs difference} against the original
+#   and optionally resolve(source) -> local path, for sources that are not plain files.
+AUX_NETWORKS: dict[str, str] = {}
+
+Log = Callable[[str], None]
 
 
 class PortResult(NamedTuple):
@@ -22,12 +31,16 @@ class PortResult(NamedTuple):
   verified: bool
 
 
+def known_models() -> tuple[str, ...]:
+  return (*tables.TORCH_MODELS, *keras.KERAS_MODELS, *AUX_NETWORKS)
+
+
 def port(model_name: str | None, source: str, out_dir: str, check_parity: bool = False,
-         force: bool = False, log: Callable[[str], None] = lambda s: None) -> PortResult:
+         force: bool = False, log: Log = lambda s: None) -> PortResult:
   """Converts `source` for `model_name` (inferred from a published name) into `out_dir`.
 
   With `check_parity`, the original (torch, or Keras for pvae) and the port run on the same
-  inputs first, and nothing is written when any max abs difference exceeds TOLERANCE.
+  inputs first, and nothing is written when any difference exceeds TOLERANCE or is not finite.
   """
   published = sources.PUBLISHED.get(source)
   if model_name is None:
@@ -37,18 +50,22 @@ def port(model_name: str | None, source: str, out_dir: str, check_parity: bool =
     model_name = published.model
   if published is not None and published.model != model_name:
     raise ValueError(f"{source} is a {published.model} checkpoint, not {model_name}")
-  if model_name not in tables.TORCH_MODELS and model_name not in keras.KERAS_MODELS:
-    raise ValueError(f"unknown model {model_name!r}; one of "
-                     f"{', '.join((*tables.TORCH_MODELS, *keras.KERAS_MODELS))}")
+  if model_name not in known_models():
+    raise ValueError(f"unknown model {model_name!r}; one of {', '.join(known_models())}")
   if os.path.exists(out_dir) and not force:
     raise FileExistsError(f"{out_dir} already exists; pass --force to overwrite it")
+  if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+    raise FileExistsError(f"{out_dir} exists and is not a directory; remove it or choose "
+                          "another --out")
+  if model_name in AUX_NETWORKS:
+    return _port_aux(model_name, source, out_dir, check_parity, force, log)
   if model_name in keras.KERAS_MODELS:
     return _port_keras(model_name, source, out_dir, check_parity, force, log)
 
   path, _ = sources.resolve(source)
   sha256 = sources.sha256_of(path)
   log(f"source: {source} -> {path} (sha256 {sha256})")
-  state_dict = sources.load_state_dict(path)
+  state_dict = sources.load_state_dict(path, log)
   converted = convert.convert(model_name, state_dict)
   log(f"converted {len(tables.TORCH_MODELS[model_name].table)} tensors into {model_name} "
       f"(latent_dim={converted.model.latent_dim})")
@@ -59,18 +76,26 @@ def port(model_name: str | None, source: str, out_dir: str, check_parity: bool =
   diffs = None
   if check_parity:
     diffs = verify.max_abs_diffs(model_name, state_dict, converted.model, converted.variables)
-    log("parity vs torch (max abs diff): "
-        + ", ".join(f"{k} {v:.3g}" for k, v in diffs.items()))
-    if max(diffs.values()) > TOLERANCE:
+    log("parity vs torch (max abs diff): " + _listing(diffs))
+    if not _within(diffs):
       return PortResult(None, sha256, diffs, False)
   return _save(model_name, source, sha256, converted, out_dir, diffs, check_parity, force, log)
 
 
+def _listing(diffs: dict[str, float]) -> str:
+  return ", ".join(f"{k} {v:.3g}" for k, v in diffs.items())
+
+
+def _within(diffs: dict[str, float]) -> bool:
+  """Every difference finite and within TOLERANCE (a NaN fails, unlike `NaN > tol`)."""
+  return all(np.isfinite(v) and v <= TOLERANCE for v in diffs.values())
+
+
 def _port_keras(model_name: str, source: str, out_dir: str, check_parity: bool, force: bool,
-                log: Callable[[str], None]) -> PortResult:
+                log: Log) -> PortResult:
   """The Keras branch of `port`: read the weights with h5py (or TensorFlow), map by layer order."""
   path = keras.resolve(source)
-  sha256 = keras.sha256_of(path)
+  sha256 = sources.sha256_of(path) if os.path.isfile(path) else keras.sha256_of(path)
   log(f"source: {source} -> {path} (sha256 {sha256})")
   read = keras.read(path)
   log(f"format: {read.fmt}; {len(read.layers)} weight layers")
@@ -87,13 +112,38 @@ def _port_keras(model_name: str, source: str, out_dir: str, check_parity: bool, 
   if check_parity:
     diffs = keras.max_abs_diffs(converted.model, converted.variables, path, log=log)
     recon_255 = diffs.pop("recon_255")
-    log("parity vs keras (max abs diff): "
-        + ", ".join(f"{k} {v:.3g}" for k, v in diffs.items())
+    log("parity vs keras (max abs diff): " + _listing(diffs)
         + f" (recon on the [0,1] scale; {recon_255:.3g} on the original's 0-255 scale)")
-    if max(diffs.values()) > TOLERANCE:
+    if not _within(diffs):
       return PortResult(None, sha256, diffs, False)
   return _save(model_name, source, sha256, converted, out_dir, diffs, check_parity, force, log,
                {"source_format": read.fmt, "keras_layer_mapping": mapped.mapping})
+
+
+def _port_aux(kind: str, source: str, out_dir: str, check_parity: bool, force: bool,
+              log: Log) -> PortResult:
+  """An auxiliary network through its module in AUX_NETWORKS."""
+  module = importlib.import_module(AUX_NETWORKS[kind])
+  path = module.resolve(source) if hasattr(module, "resolve") else sources.resolve(source)[0]
+  sha256 = sources.sha256_of(path)
+  log(f"source: {source} -> {path} (sha256 {sha256})")
+  variables, extra = module.convert(path, log)
+  diffs = None
+  if check_parity:
+    diffs = module.max_abs_diffs(path, variables, log)
+    log(f"parity vs the original {kind} (max abs diff): " + _listing(diffs))
+    if not _within(diffs):
+      return PortResult(None, sha256, diffs, False)
+  out_dir = checkpoint.save_tree(out_dir, variables, {
+      "kind": kind, "source": source, "source_sha256": sha256, "port_version": PORT_VERSION,
+      "parity": diffs, **extra}, force=force)
+  _check_round_trip(variables, checkpoint.load_tree(out_dir, _abstract(variables)))
+  log(f"wrote {out_dir} (Orbax round trip bit-exact)")
+  return PortResult(out_dir, sha256, diffs, check_parity)
+
+
+def _abstract(variables: Any) -> Any:
+  return jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), np.float32), variables)
 
 
 def _save(model_name, source, sha256, converted, out_dir, diffs, check_parity, force, log,
@@ -101,38 +151,31 @@ def _save(model_name, source, sha256, converted, out_dir, diffs, check_parity, f
   """Writes the Orbax checkpoint with its metadata and checks the round trip bit for bit."""
   out_dir = checkpoint.save(out_dir, model_name, converted.model, converted.variables, {
       "source": source, "source_sha256": sha256, "port_version": PORT_VERSION,
-      "ignored_source_keys": converted.ignored, **(extra_metadata or {}),
+      "ignored_source_keys": converted.ignored, "parity": diffs, **(extra_metadata or {}),
   }, force=force)
-  restored = checkpoint.load(out_dir)
-  mismatched = [name for name, (a, b) in _paired(converted.variables, restored.variables)
-                if not np.array_equal(a, b)]
-  if mismatched:
-    raise checkpoint.CheckpointError(f"Orbax round trip changed: {', '.join(mismatched)}")
+  _check_round_trip(converted.variables, checkpoint.load(out_dir).variables)
   log(f"wrote {out_dir} (Orbax round trip bit-exact)")
   return PortResult(out_dir, sha256, diffs, check_parity)
 
 
-def _paired(a, b):
-  flat_a, flat_b = checkpoint.flatten(a), checkpoint.flatten(b)
-  return [(k, (np.asarray(flat_a[k]), np.asarray(jax.device_get(flat_b[k])))) for k in flat_a]
+def _check_round_trip(written: Any, restored: Any) -> None:
+  flat_a, flat_b = checkpoint.flatten(written), checkpoint.flatten(restored)
+  mismatched = [k for k in flat_a
+                if not np.array_equal(np.asarray(flat_a[k]), np.asarray(jax.device_get(flat_b[k])))]
+  if mismatched:
+    raise checkpoint.CheckpointError(f"Orbax round trip changed: {', '.join(mismatched)}")
 
 
-def ensure_ported(spec: str, log: Callable[[str], None] = lambda s: None) -> str:
-  """An Orbax checkpoint directory for `spec`: the directory itself, or a published name's port.
+def port_published(name: str, out_dir: str, log: Log = lambda s: None) -> str:
+  """Ports the published `name` into `out_dir` (the cache), verified against its original."""
+  if name not in sources.PUBLISHED:
+    raise checkpoint.CheckpointError(
+        f"checkpoint {name!r} is neither a directory nor a published name "
+        f"({', '.join(sources.PUBLISHED)})")
+  log(f"porting published checkpoint {name} into {out_dir} (once)")
+  result = port(None, name, out_dir, check_parity=True, force=os.path.exists(out_dir), log=log)
+  if result.out_dir is None:
+    raise checkpoint.CheckpointError(f"{name}: parity against the original failed: "
+                                     f"{result.diffs}")
+  return out_dir
 
-  A published name is downloaded, verified against the torch original and ported once, into
-  <cache>/checkpoints/<name>; later calls reuse it.
-  """
-  if spec in sources.PUBLISHED:
-    out_dir = os.path.join(sources.cache_dir(), "checkpoints", spec)
-    if not os.path.exists(os.path.join(out_dir, checkpoint.METADATA_FILE)):
-      log(f"porting published checkpoint {spec} into {out_dir} (once)")
-      result = port(None, spec, out_dir, check_parity=True, force=os.path.exists(out_dir), log=log)
-      if result.out_dir is None:
-        raise checkpoint.CheckpointError(f"{spec}: parity against torch failed: {result.diffs}")
-    return out_dir
-  if os.path.isdir(spec):
-    return spec
-  raise checkpoint.CheckpointError(
-      f"checkpoint {spec!r} is neither a directory nor a published name "
-      f"({', '.join(sources.PUBLISHED)})")

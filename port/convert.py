@@ -1,5 +1,6 @@
 """Applies a conversion table to a torch state_dict and checks every key and shape by name."""
 
+import collections
 from typing import Any, NamedTuple
 
 import flax.linen as nn
@@ -31,11 +32,18 @@ def unflatten(flat: dict[str, np.ndarray]) -> dict:
 
 
 def latent_size(model_name: str, state_dict: dict[str, np.ndarray]) -> int:
-  key = tables.TORCH_MODELS[model_name].latent_key
-  if key not in state_dict or state_dict[key].ndim != 2:
-    raise PortError(f"cannot read the latent size: {key} is missing or not a matrix "
+  """The latent size most of the model's latent-sized tensors agree on.
+
+  Read from every (key, axis) of the table's `latent_axes`, so that one mis-shaped tensor is
+  outvoted and then reported by name as a shape mismatch, instead of its neighbours.
+  """
+  votes = [state_dict[key].shape[axis] for key, axis in tables.TORCH_MODELS[model_name].latent_axes
+           if key in state_dict and state_dict[key].ndim > axis]
+  if not votes:
+    keys = ", ".join(k for k, _ in tables.TORCH_MODELS[model_name].latent_axes)
+    raise PortError(f"cannot read the latent size: none of {keys} is present "
                     f"(is this a {model_name} checkpoint?)")
-  return int(state_dict[key].shape[0])
+  return int(collections.Counter(votes).most_common(1)[0][0])
 
 
 def convert(model_name: str, state_dict: dict[str, np.ndarray], **model_fields) -> Converted:
@@ -56,6 +64,9 @@ def convert(model_name: str, state_dict: dict[str, np.ndarray], **model_fields) 
       problems.append(f"missing: {entry.torch_key} (for {entry.flax_path})")
       continue
     value = np.asarray(entry.transform(state_dict[entry.torch_key]), np.float32)
+    if not np.isfinite(value).all():
+      problems.append(f"non-finite values: {entry.torch_key} "
+                      f"({int(value.size - np.isfinite(value).sum())} NaN or infinite)")
     want = tuple(expected[entry.flax_path].shape)
     if value.shape != want:
       problems.append(f"shape mismatch: {entry.torch_key} {tuple(state_dict[entry.torch_key].shape)} "

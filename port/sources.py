@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from jaxvae import outputs
+from jaxvae import outputs, paths
 
 
 class SourceError(ValueError):
@@ -41,14 +41,6 @@ PUBLISHED = {
         "vae_celeba_latent_200_epochs_10_batch_64_subset_80000.pth",
         None, "vanilla-l200.pth"),
 }
-
-
-def cache_dir() -> str:
-  """$JAXVAE_CACHE, else $XDG_CACHE_HOME/jaxvae, else ~/.cache/jaxvae."""
-  if os.environ.get("JAXVAE_CACHE"):
-    return os.environ["JAXVAE_CACHE"]
-  base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-  return os.path.join(base, "jaxvae")
 
 
 def sha256_of(path: str) -> str:
@@ -98,9 +90,11 @@ def find_in_mirrors(pub: Published) -> str | None:
 
   A file matches by sha256 where the hash is published, else by its cache file name.
   """
-  for folder in filter(None, os.environ.get("JAXVAE_MIRROR", "").split(os.pathsep)):
-    if not os.path.isdir(folder):
-      continue
+  try:
+    folders = paths.mirror_dirs()
+  except FileNotFoundError as e:
+    raise SourceError(str(e)) from e
+  for folder in folders:
     for name in sorted(os.listdir(folder)):
       path = os.path.join(folder, name)
       if not os.path.isfile(path):
@@ -119,7 +113,7 @@ def resolve(source: str) -> tuple[str, Published | None]:
   """
   if source in PUBLISHED:
     pub = PUBLISHED[source]
-    dest = os.path.join(cache_dir(), "downloads", pub.filename)
+    dest = paths.cache_dir("downloads", pub.filename)
     if os.path.exists(dest) and (pub.sha256 is None or sha256_of(dest) == pub.sha256):
       return dest, pub
     mirrored = find_in_mirrors(pub)
@@ -130,7 +124,7 @@ def resolve(source: str) -> tuple[str, Published | None]:
   if scheme in ("http", "https", "file"):
     name = os.path.basename(urllib.parse.urlparse(source).path) or "checkpoint"
     digest = hashlib.sha256(source.encode()).hexdigest()[:16]
-    return download(source, os.path.join(cache_dir(), "downloads", f"{digest}-{name}")), None
+    return download(source, paths.cache_dir("downloads", f"{digest}-{name}")), None
   if not os.path.exists(source):
     raise SourceError(f"{source} is neither a file nor a published name "
                       f"({', '.join(PUBLISHED)}) nor a URL")
@@ -139,11 +133,23 @@ def resolve(source: str) -> tuple[str, Published | None]:
   return source, None
 
 
-def load_state_dict(path: str) -> dict[str, np.ndarray]:
-  """Reads a torch .pt/.pth (legacy or zip) or .safetensors file into {key: float32 array}.
+def load_state_dict(path: str, log=lambda s: None) -> dict[str, np.ndarray]:
+  """Reads a torch .pt/.pth (legacy or zip) or .safetensors file into {key: array}.
 
   torch files are read with weights_only=True: a file that needs arbitrary unpickling is refused.
+  Tensors stored in another floating type than float32 are named through `log` (the port then
+  widens them to float32, exactly).
   """
+  state = _read_state_dict(path)
+  widened = sorted(f"{k} ({v.dtype})" for k, v in state.items()
+                   if v.dtype != np.float32 and np.issubdtype(v.dtype, np.floating))
+  if widened:
+    log(f"note: {len(widened)} tensor(s) are not float32 and are widened to float32 exactly: "
+        + ", ".join(widened[:8]) + (" ..." if len(widened) > 8 else ""))
+  return state
+
+
+def _read_state_dict(path: str) -> dict[str, np.ndarray]:
   if path.endswith(".safetensors"):
     from safetensors import SafetensorError  # pylint: disable=import-outside-toplevel
     from safetensors.numpy import load_file  # pylint: disable=import-outside-toplevel
@@ -180,5 +186,6 @@ def load_state_dict(path: str) -> dict[str, np.ndarray]:
   bad = [k for k, v in obj.items() if not isinstance(v, torch.Tensor)]
   if bad:
     raise SourceError(f"{path}: entries that are not tensors: {', '.join(map(str, bad[:10]))}")
-  return {k: v.detach().cpu().numpy() for k, v in obj.items()}
+  return {k: (v.float() if v.dtype == torch.bfloat16 else v).detach().cpu().numpy()
+          for k, v in obj.items()}
 

@@ -62,16 +62,23 @@ DFCVAE = [
 ]
 
 
+def _latent_axes(mu: str, var: str, dec: str) -> tuple[tuple[str, int], ...]:
+  """The heads' weights and biases (axis 0) and the decoder Linear's weight (axis 1)."""
+  return ((f"{mu}.weight", 0), (f"{mu}.bias", 0), (f"{var}.weight", 0), (f"{var}.bias", 0),
+          (f"{dec}.weight", 1))
+
+
 class TorchModel(NamedTuple):
   table: list[Entry]
-  latent_key: str  # Linear whose weight's first dimension is the latent size.
+  latent_axes: tuple[tuple[str, int], ...]  # (key, axis) of tensors whose size is the latent.
   ignored_prefixes: tuple[str, ...]  # State-dict entries that the original carries but never uses.
   reference: str  # Class name in port.torch_ref.
 
 
 TORCH_MODELS = {
-    "vanilla": TorchModel(VANILLA, "fc_mu.weight", (), "VAE"),
-    "betavae": TorchModel(BETAVAE, "fc_mu.weight", (), "BetaVAE"),
+    "vanilla": TorchModel(VANILLA, _latent_axes("fc_mu", "fc_logvar", "decoder_input"), (), "VAE"),
+    "betavae": TorchModel(BETAVAE, _latent_axes("fc_mu", "fc_var", "fc_z"), (), "BetaVAE"),
     # DFCVAE calls BetaVAE.__init__, which leaves the unused encoder.* / decoder.* modules behind.
-    "dfcvae": TorchModel(DFCVAE, "fc_mu.weight", ("encoder.", "decoder."), "DFCVAE"),
+    "dfcvae": TorchModel(DFCVAE, _latent_axes("fc_mu", "fc_var", "fc_z"), ("encoder.", "decoder."),
+                         "DFCVAE"),
 }

@@ -12,7 +12,7 @@ import torch
 
 from conftest import PARITY_TOL, run_cli, shared_file
 from random_weights import randomize_torch
-from jaxvae import checkpoint
+from jaxvae import checkpoint, weights
 from port import api, convert, sources, torch_ref
 
 
@@ -207,12 +207,12 @@ def test_published_name_downloads_verifies_hash_and_caches(tmp_path, http_root, 
   monkeypatch.setenv("JAXVAE_CACHE", str(tmp_path / "cache"))
   pub = sources.PUBLISHED["betavae-l32"]
   monkeypatch.setitem(sources.PUBLISHED, "betavae-l32", pub._replace(url=f"{base}/100.pt"))
-  out = api.ensure_ported("betavae-l32")
+  out = weights.ensure_ported("betavae-l32")
   assert out == str(tmp_path / "cache" / "checkpoints" / "betavae-l32")
   assert sources.sha256_of(str(tmp_path / "cache" / "downloads" / pub.filename)) == pub.sha256
   assert checkpoint.read_metadata(out)["source_sha256"] == pub.sha256
   (www / "100.pt").unlink()  # Second use: no network needed.
-  assert api.ensure_ported("betavae-l32") == out
+  assert weights.ensure_ported("betavae-l32") == out
 
 
 def test_download_with_wrong_hash_is_refused_and_not_kept(tmp_path, http_root, monkeypatch):
