@@ -9,13 +9,11 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from jaxvae import schedule  # Imports no jax: XLA flags must be set before jax starts.
+from jaxvae import options, outputs, schedule  # No jax: XLA flags must be set before jax starts.
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Model config file.", lock_config=True)
-_MODE = flags.DEFINE_enum("mode", "reconstruct",
-                          ["reconstruct", "variations", "sample", "interpolate", "edit", "enhance",
-                           "evaluate"],
-                          "What to run (jaxvae/modes.py).")
+_MODE = flags.DEFINE_enum("mode", "reconstruct", list(options.MODES),
+                          "What to run (jaxvae/modes/).")
 _WORKDIR = flags.DEFINE_string("workdir", "out", "Where outputs are written.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace outputs of an earlier run.")
 flags.mark_flags_as_required(["config"])
@@ -25,21 +23,37 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   logging.set_verbosity(logging.WARNING)  # Orbax logs every step at INFO.
-  schedule.enable_compilation_cache()
-  from jaxvae import modes  # pylint: disable=import-outside-toplevel
-  from jaxvae import weights  # pylint: disable=import-outside-toplevel
-  config = _CONFIG.value
   try:
-    if config.checkpoint:
-      config.checkpoint = weights.ensure_ported(config.checkpoint, log=print)
-    config.evaluate_checkpoints = ",".join(
-        weights.ensure_ported(c.strip(), log=print)
-        for c in config.evaluate_checkpoints.split(",") if c.strip())
-    modes.MODES[_MODE.value](config, _WORKDIR.value, _OVERWRITE.value)
+    schedule.enable_compilation_cache()
+    from jaxvae import modes  # pylint: disable=import-outside-toplevel
+    run = options.validate(_CONFIG.value, _MODE.value)  # Every field, before any work.
+    outputs.check_workdir(_WORKDIR.value)
+    run = _ported(run)
+    modes.get(run.mode)(run, _WORKDIR.value, _OVERWRITE.value)
+  except outputs.Interrupted as e:  # A long run: says what it kept and how to resume.
+    print(e, file=sys.stderr)
+    return 130
+  except KeyboardInterrupt as e:
+    print("interrupted" + (" after the outputs were written" if e.args == ("after commit",)
+                           else ", nothing written"), file=sys.stderr)
+    return 130
   except (ValueError, OSError) as e:  # Bad input or files: a message, not a traceback.
     print(f"error: {e}", file=sys.stderr)
     return 1
   return 0
+
+
+def _ported(run):
+  """The run with published checkpoint names replaced by their ported directories."""
+  import dataclasses  # pylint: disable=import-outside-toplevel
+  from jaxvae import weights  # pylint: disable=import-outside-toplevel
+  port = lambda spec: weights.ensure_ported(spec, log=print) if spec else spec
+  run = dataclasses.replace(run, common=dataclasses.replace(
+      run.common, checkpoint=port(run.common.checkpoint)))
+  if isinstance(run.section, options.Evaluate):
+    run = dataclasses.replace(run, section=dataclasses.replace(
+        run.section, checkpoints=tuple(map(port, run.section.checkpoints))))
+  return run
 
 
 def parse_flags(argv):

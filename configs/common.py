@@ -1,4 +1,13 @@
-"""Defaults shared by every model config; each model file overrides what differs."""
+"""Defaults shared by every model config; each model file overrides what differs.
+
+Layout (validated once, before any work, by jaxvae/options.py):
+- Top level: what several modes read. `model` (name and shape-free module fields), `checkpoint`,
+  the inputs (`input`, or a CelebA split: `celeba`, `split`), `seed`, `postprocess`,
+  `chunk_size`, `batch_size`, and the sampling options that variations, evaluate and generate
+  share: `num_variations`, `deterministic`, `temperature`, `input_noise_std`, `sampling_rule`.
+- One section per mode for what only that mode reads: `sample`, `interpolate`, `edit`,
+  `evaluate`, ... (e.g. `--config.edit.strengths='(0, 1)'`, `--config.evaluate.lpips_net=vgg16`).
+"""
 
 import ml_collections
 
@@ -8,37 +17,44 @@ def get_config(model: str, checkpoint: str) -> ml_collections.ConfigDict:
   # Model name and shape-free fields of the module (see jaxvae/models); latent size comes from
   # the checkpoint.
   c.model = ml_collections.ConfigDict({"name": model})
-  # An Orbax checkpoint directory written by `python -m port`, or a published name
-  # (betavae-l32, betavae-l200, dfcvae-400, vanilla-l200) that is ported on first use and cached.
+  # An Orbax checkpoint directory (written by `python -m port` or --mode=train's export), or a
+  # published name (betavae-l32, betavae-l200, dfcvae-400, vanilla-l200), ported on first use.
   c.checkpoint = checkpoint
   # Comma-separated files, folders and globs; empty = the bundled public-domain portraits.
   c.input = ""
-  c.seed = 0
+  # A CelebA root folder (official layout or CSV variant) or "tfds[:celeb_a]"; read by the modes
+  # that take a dataset (evaluate) instead of `input` when set.
+  c.celeba = ""
+  c.split = "test"
+  c.seed = 0  # 0 <= seed < 2**32
+  # Post-processing chain for every mode: "" (off), a preset name ("report") or stage list.
+  c.postprocess = ""
+  c.chunk_size = 0  # Images per compiled step; 0 = the backend's default (jaxvae/chunking.py).
+  c.batch_size = 64  # Inputs per compiled call in the modes that stream (evaluate).
   # Variations: z = mean + temperature * exp(logvar / 2) * eps; deterministic means z = mean.
   c.num_variations = 10
   c.deterministic = False
   c.temperature = 1.0
   c.input_noise_std = 0.0  # Gaussian noise added to the [0, 1] input before each encode.
   c.sampling_rule = "per_sample"  # or "pvae_shared": one eps of std 0.1 shared by the batch.
-  c.chunk_size = 0  # Images per compiled decode step; 0 = the backend's default.
-  # Post-processing chain for every mode: "" (off), a preset name ("report") or stage list.
-  c.postprocess = ""
-  # sample
-  c.num_samples = 16
-  # interpolate: consecutive input pairs.
-  c.interpolation = "slerp"  # or "linear"
-  c.interpolation_steps = 8
-  # edit: direction = mean latent of edit_with - mean latent of edit_without (input specs).
-  c.edit_with = "bundled:grace_hopper"
-  c.edit_without = "bundled:astronaut"
-  c.edit_strengths = (0.0, 0.5, 1.0, 1.5)
-  # evaluate: CelebA root folder (official layout or CSV variant) or "tfds[:celeb_a]"; empty =
-  # config.input without attributes. evaluate_checkpoints adds models to compare (comma-separated).
-  c.celeba = ""
-  c.split = "test"
-  c.max_images = 1000  # 0 = the whole split
-  c.batch_size = 64
-  c.evaluate_checkpoints = ""
-  c.lpips_net = "alexnet"  # "vgg16", or "" to skip LPIPS
-  c.bootstrap = 2000  # resamples for the per-attribute confidence intervals
+
+  # --mode=sample: faces from the prior N(0, temperature^2 I).
+  c.sample = ml_collections.ConfigDict({"num_samples": 16})
+  # --mode=interpolate: latent paths between consecutive inputs.
+  c.interpolate = ml_collections.ConfigDict({"method": "slerp", "steps": 8})
+  # --mode=edit: direction = mean latent of `with_images` - mean latent of `without_images`
+  # (input specs), added to each input's latent at each strength.
+  c.edit = ml_collections.ConfigDict({
+      "with_images": "bundled:grace_hopper",
+      "without_images": "bundled:astronaut",
+      "strengths": (0.0, 0.5, 1.0, 1.5),
+  })
+  # --mode=evaluate: `checkpoints` adds models to compare (comma-separated); LPIPS backbone
+  # ("alexnet", "vgg16", or "" to skip); bootstrap resamples for the per-attribute intervals.
+  c.evaluate = ml_collections.ConfigDict({
+      "checkpoints": "",
+      "max_images": 1000,  # 0 = the whole split
+      "lpips_net": "alexnet",
+      "bootstrap": 2000,
+  })
   return c

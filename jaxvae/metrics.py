@@ -222,9 +222,11 @@ def _pairs(k: int) -> tuple[np.ndarray, np.ndarray]:
 
 @jax.jit
 def _pixel_diversity(v: jax.Array) -> jax.Array:
+  """One pair at a time (lax.map), so memory holds [B] per pair, never the K (K - 1) / 2 images."""
   i, j = _pairs(v.shape[1])
-  d = v[:, i].astype(jnp.float32) - v[:, j].astype(jnp.float32)
-  return jnp.sqrt(jnp.mean(jnp.square(d), axis=(2, 3, 4))).mean(axis=1)
+  v = v.astype(jnp.float32)
+  rms = lambda ij: jnp.sqrt(jnp.mean(jnp.square(v[:, ij[0]] - v[:, ij[1]]), axis=(1, 2, 3)))
+  return jax.lax.map(rms, jnp.stack([jnp.asarray(i), jnp.asarray(j)], axis=1)).mean(axis=0)
 
 
 @functools.partial(jax.jit, static_argnames="net")

@@ -1,10 +1,20 @@
-"""Atomic output files (PNG, NPZ, JSON) and labelled image grids."""
+"""Output files committed as a set (PNG, NPZ, JSON and the summary entry) and labelled image grids.
 
+A mode writes its files into a temporary folder inside the workdir (`OutputSet`); `commit` then
+moves them into place and updates summary.json, with SIGINT held off for those few renames and a
+journal file that a later run in the same workdir replays if the process died in the middle.
+Without a commit (an error, Ctrl-C) the temporary folder is removed: nothing of the run appears.
+"""
+
+import contextlib
 import io
 import json
 import os
+import shutil
+import signal
 import tempfile
-from typing import Any, Sequence
+import threading
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -16,8 +26,25 @@ class OutputExistsError(FileExistsError):
   """A mode would overwrite earlier outputs without --overwrite."""
 
 
+class Interrupted(KeyboardInterrupt):
+  """A long run stopped by SIGINT; the message says what it kept and how to resume."""
+
+
+def check_workdir(workdir: str) -> None:
+  """Creates `workdir` if needed; fails before any work when it is not a writable folder."""
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise NotADirectoryError(f"--workdir {workdir} exists and is not a folder")
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    with tempfile.TemporaryFile(dir=workdir):
+      pass
+  except OSError as e:
+    raise PermissionError(f"--workdir {workdir} is not writable: {e.strerror or e}") from None
+
+
 def check_free(workdir: str, files: Sequence[str], mode: str, overwrite: bool) -> None:
   """Fails before any work when a mode's outputs already exist in `workdir`."""
+  recover(workdir)
   taken = [f for f in files if os.path.exists(os.path.join(workdir, f))]
   summary = os.path.join(workdir, SUMMARY)
   if os.path.exists(summary) and mode in read_json(summary):
@@ -45,7 +72,8 @@ def write_bytes(path: str, data: bytes) -> None:
     os.chmod(tmp, default_file_mode())
     os.replace(tmp, path)
   except BaseException:
-    os.remove(tmp)
+    if os.path.exists(tmp):
+      os.remove(tmp)
     raise
 
 
@@ -80,6 +108,104 @@ def update_summary(workdir: str, mode: str, summary: dict) -> None:
   merged = read_json(path) if os.path.exists(path) else {}
   merged[mode] = summary
   write_json(path, merged)
+
+
+_JOURNAL = ".commit-{mode}.json"
+
+
+@contextlib.contextmanager
+def _sigint_deferred() -> Iterator[list]:
+  """Holds SIGINT until the block ends (main thread only); re-raises it afterwards."""
+  if threading.current_thread() is not threading.main_thread():
+    yield []
+    return
+  received: list = []
+  previous = signal.signal(signal.SIGINT, lambda *_: received.append(True))
+  try:
+    yield received
+  finally:
+    signal.signal(signal.SIGINT, previous)
+  if received:
+    raise KeyboardInterrupt("after commit")
+
+
+def _replay(workdir: str, journal: str) -> None:
+  """Finishes a commit described by `journal`: moves, summary entry, then the journal goes."""
+  entry = read_json(journal)
+  for src, dst in entry["moves"]:
+    if os.path.exists(src):
+      os.replace(src, dst)
+  update_summary(workdir, entry["mode"], entry["summary"])
+  shutil.rmtree(entry["tmp"], ignore_errors=True)
+  os.remove(journal)
+
+
+def recover(workdir: str) -> None:
+  """Replays commits a killed process left half done, and removes abandoned temporary folders."""
+  if not os.path.isdir(workdir):
+    return
+  for name in sorted(os.listdir(workdir)):
+    path = os.path.join(workdir, name)
+    if name.startswith(".commit-") and name.endswith(".json"):
+      _replay(workdir, path)
+  for name in os.listdir(workdir):
+    if name.startswith(".outputs-") and os.path.isdir(os.path.join(workdir, name)):
+      shutil.rmtree(os.path.join(workdir, name), ignore_errors=True)
+
+
+class OutputSet:
+  """The files of one mode's result, written into a temporary folder, committed together.
+
+      with OutputSet(workdir, "variations", ["variations.png", "variations.npz"], overwrite) as out:
+        out.write_png("variations.png", picture)
+        out.commit(summary)
+  """
+
+  def __init__(self, workdir: str, mode: str, files: Sequence[str], overwrite: bool = False):
+    check_workdir(workdir)
+    check_free(workdir, files, mode, overwrite)
+    self.workdir, self.mode, self.files = workdir, mode, tuple(files)
+    self.tmp = ""
+    self.written: list[str] = []
+    self.committed = False
+
+  def __enter__(self) -> "OutputSet":
+    self.tmp = tempfile.mkdtemp(prefix=f".outputs-{self.mode}-", dir=self.workdir)
+    return self
+
+  def __exit__(self, *exc) -> None:
+    if not self.committed:
+      shutil.rmtree(self.tmp, ignore_errors=True)
+
+  def path(self, name: str) -> str:
+    """Where to write `name` (a file name in the workdir); every such file is committed."""
+    if os.path.basename(name) != name or name.startswith("."):
+      raise ValueError(f"output file names are plain names in the workdir, got {name!r}")
+    if name not in self.written:
+      self.written.append(name)
+    return os.path.join(self.tmp, name)
+
+  def write_png(self, name: str, image: np.ndarray) -> None:
+    write_png(self.path(name), image)
+
+  def write_npz(self, name: str, **arrays: np.ndarray) -> None:
+    write_npz(self.path(name), **arrays)
+
+  def write_bytes(self, name: str, data: bytes) -> None:
+    write_bytes(self.path(name), data)
+
+  def commit(self, summary: dict) -> None:
+    """Moves every written file into the workdir and records `summary` under the mode's name."""
+    missing = [f for f in self.files if not os.path.exists(os.path.join(self.tmp, f))]
+    if missing:
+      raise RuntimeError(f"output set of --mode={self.mode} is missing {', '.join(missing)}")
+    journal = os.path.join(self.workdir, _JOURNAL.format(mode=self.mode))
+    moves = [(os.path.join(self.tmp, f), os.path.join(self.workdir, f)) for f in self.written]
+    with _sigint_deferred():
+      write_json(journal, {"mode": self.mode, "moves": moves, "summary": summary,
+                           "tmp": self.tmp})
+      _replay(self.workdir, journal)
+      self.committed = True
 
 
 def _jsonable(x):

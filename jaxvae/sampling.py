@@ -13,7 +13,9 @@ A post-processing chain (jaxvae.postprocess spec, e.g. "report") runs on each de
 the same compiled call.
 
 `variables` is either the flax variables of the model (the straightforward reference modules run)
-or `jaxvae.fast.prepare(model, variables)` (the exact fast reformulation runs; what main.py uses).
+or `jaxvae.fast.prepare(model, variables)` (the exact fast reformulation runs; what jaxvae.api
+uses). `chunk_size` is taken as given (0: the whole batch in one step); jaxvae.api resolves the
+backend's default once (jaxvae.chunking.resolve).
 """
 
 import dataclasses
@@ -25,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from jaxvae import fast, models, postprocess as postprocessing
+from jaxvae import chunking, fast, models, postprocess as postprocessing
 
 RULES = ("per_sample", "pvae_shared")
 PVAE_EPS_STD = 0.1
@@ -38,7 +40,7 @@ class Options:
   temperature: float = 1.0
   input_noise_std: float = 0.0
   rule: str = "per_sample"
-  chunk_size: int = 0  # Images per decode step; 0 picks the backend's default.
+  chunk_size: int = 0  # Images per compiled step; 0 = the whole batch (jaxvae.chunking).
   postprocess: str = ""  # jaxvae.postprocess spec applied to every decoded image; "" = off.
 
   def __post_init__(self):
@@ -56,29 +58,28 @@ class Options:
 def encode(model: nn.Module, variables, images: jax.Array, chunk_size: int = 0):
   """[B, H, W, C] in [0, 1] -> (mean, logvar), each [B, L]."""
   x = models.to_model_range(images, model.input_range)
-  chunk_size = _resolve_chunk(chunk_size, model)
   if isinstance(variables, fast.Prepared):
     return fast.encode(model, variables, x, chunk_size)
-  return fast.map_chunks(lambda c: model.apply(variables, c, method=model.encode), x, chunk_size)
+  return chunking.map_chunks(lambda c: model.apply(variables, c, method=model.encode), x,
+                             chunk_size)
 
 
 def decode(model: nn.Module, variables, z: jax.Array, chunk_size: int = 0,
            postprocess: str = "") -> jax.Array:
   """[N, L] -> [N, H, W, C] in [0, 1], post-processed by the `postprocess` chain."""
-  chunk_size = _resolve_chunk(chunk_size, model)
   if isinstance(variables, fast.Prepared):
     y = fast.decode(model, variables, z, chunk_size)
   else:
-    y = fast.map_chunks(lambda c: model.apply(variables, c, method=model.decode), z, chunk_size)
+    y = chunking.map_chunks(lambda c: model.apply(variables, c, method=model.decode), z,
+                            chunk_size)
   images = models.to_unit_range(y, model.output_range)
   if not postprocess:
     return images
-  return fast.map_chunks(postprocessing.build_pipeline(postprocess), images, chunk_size)
+  return chunking.map_chunks(postprocessing.build_pipeline(postprocess), images, chunk_size)
 
 
-def _resolve_chunk(chunk_size: int, model: nn.Module) -> int:
-  """config.chunk_size, or the backend's schedule for this model when it is 0."""
-  return chunk_size or fast.default_chunk_size(model)
+encode_jit = jax.jit(encode, static_argnums=(0, 3))
+decode_jit = jax.jit(decode, static_argnums=(0, 3, 4))
 
 
 @functools.partial(jax.jit, static_argnames=("model", "chunk_size", "postprocess"))

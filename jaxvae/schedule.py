@@ -1,4 +1,4 @@
-"""Decode schedule per backend: XLA flags for the CPU and images per decode step. Imports no jax.
+"""XLA flags of the CPU schedule and JAX's compilation cache. Imports no jax at module level.
 
 XLA reads XLA_FLAGS once, when jax initialises its backends, so `configure_xla_flags` must run
 before the first `import jax` of the process (main.py, benchmarks). Measured on a 2-core AMD
@@ -14,13 +14,11 @@ EPYC (Zen 4) with jaxlib 0.10.2 (benchmarks/schedule.py re-measures these choice
 
 import os
 
+from jaxvae import paths
+
 YNN_DOT_ONLY = "--xla_cpu_experimental_ynn_fusion_type=dot"
 SINGLE_THREADED_OPS = "--xla_cpu_multi_thread_eigen=false"
 HOST_DEVICES = "--xla_force_host_platform_device_count"
-
-# Images per decode step (lax.map chunk) on the CPU, per model; 0 = the whole batch at once.
-CPU_CHUNK_SIZE = {"vanilla": 8, "betavae": 8, "dfcvae": 16, "pvae": 8}
-DEFAULT_CPU_CHUNK_SIZE = 16
 
 MAX_CORES_FOR_HOST_DEVICES = 4
 
@@ -60,24 +58,16 @@ def configure_xla_flags(environ=None, host_devices: int | None = None) -> list[s
   return added
 
 
-def default_chunk_size(backend: str, model_name: str | None = None) -> int:
-  """Images per decode step: small on the CPU (per model), the whole batch on accelerators."""
-  if backend != "cpu":
-    return 0
-  return CPU_CHUNK_SIZE.get(model_name, DEFAULT_CPU_CHUNK_SIZE)
-
-
 def enable_compilation_cache(cache_dir: str | None = None) -> str | None:
   """Turns on JAX's persistent compilation cache (imports jax; call after configure_xla_flags).
 
-  Directory: `cache_dir`, else $JAXVAE_COMPILATION_CACHE, else ~/.cache/jaxvae/xla;
-  JAXVAE_COMPILATION_CACHE=0 (or "") turns it off. Every compiled program is written (no minimum
-  compile time or size): a fresh process then skips the compiles of prepare, reconstruct and
-  variations alike (benchmarks/compile_cache.py). Returns the directory, or None when off.
+  Directory: `cache_dir`, else jaxvae.paths.compilation_cache_dir() ($JAXVAE_COMPILATION_CACHE,
+  else <$JAXVAE_CACHE>/xla; "0" or "" turns it off). Every compiled program is written (no
+  minimum compile time or size): a fresh process then skips the compiles of prepare, reconstruct
+  and variations alike (benchmarks/compile_cache.py). Returns the directory, or None when off.
   """
   if cache_dir is None:
-    cache_dir = os.environ.get("JAXVAE_COMPILATION_CACHE",
-                               os.path.join(os.path.expanduser("~"), ".cache", "jaxvae", "xla"))
+    cache_dir = paths.compilation_cache_dir()
   if not cache_dir or cache_dir == "0":
     return None
   import jax  # pylint: disable=import-outside-toplevel

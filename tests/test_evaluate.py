@@ -9,7 +9,7 @@ import pytest
 import fake_celeba
 from conftest import run_cli
 
-SMALL = ("--config.batch_size=8", "--config.num_variations=3", "--config.bootstrap=200")
+SMALL = ("--config.batch_size=8", "--config.num_variations=3", "--config.evaluate.bootstrap=200")
 
 
 def _evaluate(workdir, ckpt, *overrides):
@@ -28,7 +28,7 @@ def test_evaluate_writes_all_outputs_and_resumes(tmp_path, tree, ported_dir):
   root, fake = tree
   l200, l32 = ported_dir("l200-100.pt"), ported_dir("l32-100.pt")
   out = tmp_path / "eval"
-  result = _evaluate(out, l200, f"--config.celeba={root}", f"--config.evaluate_checkpoints={l32}",
+  result = _evaluate(out, l200, f"--config.celeba={root}", f"--config.evaluate.checkpoints={l32}",
                      "--config.postprocess=report")
   assert result.returncode == 0, result.stderr
   assert "batch 2/2: 12/12 images" in result.stderr  # Progress is shown.
@@ -59,11 +59,13 @@ def test_evaluate_writes_all_outputs_and_resumes(tmp_path, tree, ported_dir):
               "evaluate_faces_betavae-l32.png"):
     assert (out / png).stat().st_size > 1000
 
-  # Interrupted run: one batch and the final outputs are gone; only that batch is recomputed.
+  # Interrupted run: one batch and the whole final output set are gone (an interrupted run never
+  # commits them); only that batch is recomputed.
   os.remove(cache / "batch_00001.npz")
-  for name in ("metrics.json", "report.md", "summary.json"):
-    os.remove(out / name)
-  again = _evaluate(out, l200, f"--config.celeba={root}", f"--config.evaluate_checkpoints={l32}",
+  for name in os.listdir(out):
+    if (out / name).is_file():
+      os.remove(out / name)
+  again = _evaluate(out, l200, f"--config.celeba={root}", f"--config.evaluate.checkpoints={l32}",
                     "--config.postprocess=report")
   assert again.returncode == 0, again.stderr
   assert "[betavae-l200] resumed 1 finished batch(es)" in again.stderr
@@ -74,16 +76,18 @@ def test_evaluate_writes_all_outputs_and_resumes(tmp_path, tree, ported_dir):
       assert resumed["models"][label]["metrics"][key]["mean"] == pytest.approx(value["mean"],
                                                                               rel=1e-6)
 
-  # Other settings in the same workdir are refused rather than mixed.
-  os.remove(out / "metrics.json")
-  os.remove(out / "summary.json")
+  # Other settings in the same workdir (whose final outputs were never committed) are refused
+  # rather than mixed.
+  for name in os.listdir(out):
+    if (out / name).is_file():
+      os.remove(out / name)
   mixed = _evaluate(out, l200, f"--config.celeba={root}", "--config.seed=1")
   assert mixed.returncode != 0 and "holds an evaluation with other settings" in mixed.stderr
 
 
 def test_evaluate_without_celeba_uses_the_inputs(tmp_path, ported_dir):
   out = tmp_path / "eval"
-  result = _evaluate(out, ported_dir("l32-100.pt"), "--config.lpips_net=")
+  result = _evaluate(out, ported_dir("l32-100.pt"), "--config.evaluate.lpips_net=")
   assert result.returncode == 0, result.stderr
   model = json.load(open(out / "metrics.json"))["models"]["betavae-l32"]
   assert model["n"] == 2 and "bias" not in model and "deterministic/lpips" not in model["metrics"]

@@ -1,4 +1,4 @@
-"""The fast path (jaxvae/fast.py) equals the reference flax modules and the torch originals."""
+"""The fast path (jaxvae/fast/) equals the reference flax modules and the torch originals."""
 
 import functools
 
@@ -10,7 +10,7 @@ import torch
 
 from conftest import PARITY_TOL, shared_file
 from random_weights import randomize_flax, randomize_torch
-from jaxvae import fast, models, schedule
+from jaxvae import chunking, fast, models, schedule
 from port import convert, sources, torch_ref
 
 VARIANTS = [("vanilla", {}), ("vanilla", {"output_activation": "sigmoid"}), ("betavae", {}),
@@ -121,8 +121,9 @@ def test_configure_xla_flags_keeps_the_users_flags():
   off = {"JAXVAE_XLA_FLAGS": "0"}
   assert schedule.configure_xla_flags(off) == [] and "XLA_FLAGS" not in off
   assert schedule.configure_xla_flags({}, host_devices=1) == [schedule.YNN_DOT_ONLY]
-  assert schedule.default_chunk_size("gpu", "dfcvae") == 0
-  assert schedule.default_chunk_size("cpu", "dfcvae") > 0
+  assert chunking.resolve(0, "dfcvae", "gpu") == 0
+  assert chunking.resolve(0, "dfcvae", "cpu") == models.get_info("dfcvae").cpu_chunk_size > 0
+  assert chunking.resolve(5, "dfcvae", "cpu") == 5
 
 
 def test_sampling_on_prepared_params_equals_the_reference_modules():
@@ -141,4 +142,3 @@ def test_sampling_on_prepared_params_equals_the_reference_modules():
   key = jax.random.key(5)
   assert float(jnp.abs(sampling.variations(model, prepared, x, key, 3)
                        - sampling.variations(model, variables, x, key, 3)).max()) <= PARITY_TOL
-  assert fast.default_chunk_size(model, "cpu") == schedule.CPU_CHUNK_SIZE["dfcvae"]

@@ -29,8 +29,8 @@ def _main(ckpt, workdir, mode, *overrides, config="configs/betavae.py"):
 @pytest.mark.parametrize("mode", list(MODE_ARRAYS))
 def test_every_mode_writes_its_outputs(tmp_path, ported_dir, mode):
   ckpt = ported_dir("l200-100.pt")
-  result = _main(ckpt, tmp_path, mode, "--config.num_variations=3", "--config.num_samples=5",
-                 "--config.interpolation_steps=4", "--config.edit_strengths=(0.0,1.0,2.0)")
+  result = _main(ckpt, tmp_path, mode, "--config.num_variations=3", "--config.sample.num_samples=5",
+                 "--config.interpolate.steps=4", "--config.edit.strengths=(0.0,1.0,2.0)")
   assert result.returncode == 0, result.stderr
   key, shape = MODE_ARRAYS[mode]
   with np.load(tmp_path / f"{mode}.npz") as npz:
@@ -67,7 +67,7 @@ def test_reconstruct_matches_torch_original_and_reports_mse(tmp_path, ported_dir
 def test_modes_share_a_workdir_and_summary(tmp_path, ported_dir):
   ckpt = ported_dir("l32-100.pt")
   assert _main(ckpt, tmp_path, "reconstruct").returncode == 0
-  assert _main(ckpt, tmp_path, "sample", "--config.num_samples=2").returncode == 0
+  assert _main(ckpt, tmp_path, "sample", "--config.sample.num_samples=2").returncode == 0
   assert set(json.load(open(tmp_path / "summary.json"))) == {"reconstruct", "sample"}
 
 
@@ -87,9 +87,9 @@ def test_non_image_among_images_is_skipped_and_named(tmp_path, ported_dir):
 @pytest.mark.parametrize("overrides,message", [
     (("--config.input={empty}",), "is empty"),
     (("--config.input={tmp}/missing.jpg",), "does not exist"),
-    (("--config.num_variations=0",), "num_variations must be >= 1"),
-    (("--config.input_noise_std=-0.5",), "input_noise_std must be >= 0"),
-    (("--config.temperature=-1",), "temperature must be >= 0"),
+    (("--config.num_variations=0",), "config.num_variations must be in [1, 4096]"),
+    (("--config.input_noise_std=-0.5",), "config.input_noise_std must be >= 0"),
+    (("--config.temperature=-1",), "config.temperature must be >= 0"),
     (("--config.num_variatons=3",), "bad config override: 'num_variatons'"),
     (("--config.checkpoint={tmp}/nowhere",), "neither a directory nor a published name"),
 ])
@@ -116,7 +116,7 @@ def test_other_torch_model_configs_run(tmp_path, name, cls, latent):
   ckpt = api.port(name, path, str(tmp_path / "ckpt")).out_dir
   for mode in ("variations", "interpolate"):
     result = _main(ckpt, tmp_path / "out", mode, "--config.num_variations=2",
-                   "--config.interpolation_steps=3", config=f"configs/{name}.py")
+                   "--config.interpolate.steps=3", config=f"configs/{name}.py")
     assert result.returncode == 0, result.stderr
   with np.load(tmp_path / "out" / "variations.npz") as npz:
     assert npz["variations"].shape == (2, 2, 64, 64, 3)

@@ -1,4 +1,10 @@
-"""Registry of the four ported face VAEs: name -> flax module, CelebA crop and value ranges."""
+"""Registry of the ported face VAEs: one entry per model holds everything the library knows of it.
+
+An entry names the flax module (value ranges are its fields' defaults), the CelebA crop the
+original was trained with, the fast-path recipe module (jaxvae/fast/<model>.py; None runs the
+reference module) and the images per compiled step on the CPU (benchmarks/schedule.py measured
+them). Adding a model: docs/ARCHITECTURE.md.
+"""
 
 from typing import Any, Mapping, NamedTuple
 
@@ -17,15 +23,21 @@ class ModelInfo(NamedTuple):
   module: type[nn.Module]
   celeba_box: tuple[int, int, int, int]  # PIL box (left, top, right, bottom) on aligned 178x218
   description: str
+  fast_recipe: str | None = None  # Module of the exact fast path (jaxvae/fast/base.py).
+  cpu_chunk_size: int = 16  # Images per compiled decode step on the CPU (jaxvae.chunking).
 
 
 MODELS: Mapping[str, ModelInfo] = {
     "vanilla": ModelInfo(VanillaVAE, (0, 20, 178, 198),
-                         "Vanilla VAE, Hussam Alafandi (hussamalafandi/VAE-CelebA)"),
-    "betavae": ModelInfo(BetaVAE, (0, 30, 178, 208), "Beta-VAE, matthew-liu/beta-vae"),
-    "dfcvae": ModelInfo(DFCVAE, (0, 30, 178, 208), "DFC-VAE, matthew-liu/beta-vae"),
+                         "Vanilla VAE, Hussam Alafandi (hussamalafandi/VAE-CelebA)",
+                         "jaxvae.fast.vanilla", 8),
+    "betavae": ModelInfo(BetaVAE, (0, 30, 178, 208), "Beta-VAE, matthew-liu/beta-vae",
+                         "jaxvae.fast.betavae", 8),
+    "dfcvae": ModelInfo(DFCVAE, (0, 30, 178, 208), "DFC-VAE, matthew-liu/beta-vae",
+                        "jaxvae.fast.dfcvae", 16),
     # The Kaggle 64x64 images' crop is not published; the square centre crop is our choice.
-    "pvae": ModelInfo(PVAE, (0, 20, 178, 198), "PVAE, Keras plain VAE (arnrob, Kaggle)"),
+    "pvae": ModelInfo(PVAE, (0, 20, 178, 198), "PVAE, Keras plain VAE (arnrob, Kaggle)",
+                      "jaxvae.fast.pvae", 8),
 }
 
 IMAGE_SHAPE = (64, 64, 3)
@@ -35,6 +47,14 @@ def get_info(name: str) -> ModelInfo:
   if name not in MODELS:
     raise ValueError(f"unknown model {name!r}; known: {', '.join(MODELS)}")
   return MODELS[name]
+
+
+def name_of(model: nn.Module) -> str:
+  """The registry name of a model instance."""
+  for name, info in MODELS.items():
+    if type(model) is info.module:
+      return name
+  raise ValueError(f"{type(model).__name__} is not a registered model; known: {', '.join(MODELS)}")
 
 
 def build(name: str, **fields: Any) -> nn.Module:
@@ -70,5 +90,5 @@ def to_unit_range(y: jax.Array, value_range) -> jax.Array:
 
 
 __all__ = ["MODELS", "ModelInfo", "VAEOutput", "BetaVAE", "DFCVAE", "PVAE", "VanillaVAE",
-           "build", "get_info", "abstract_variables", "init_variables", "to_model_range",
+           "build", "get_info", "name_of", "abstract_variables", "init_variables", "to_model_range",
            "to_unit_range", "IMAGE_SHAPE"]

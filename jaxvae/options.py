@@ -1,0 +1,190 @@
+"""The mode list and the config, validated once before any work into typed, frozen option objects.
+
+`validate(config, mode)` checks every field the mode reads (types, ranges, seeds that fit the key
+type, names that exist) and returns a `Run`: the shared `Common` fields plus the mode's own
+section (`Sample`, `Interpolate`, `Edit`, `Evaluate`, ...). Imports no jax.
+"""
+
+import dataclasses
+from typing import Any, Mapping
+
+MODES = ("reconstruct", "variations", "sample", "interpolate", "edit", "enhance", "evaluate")
+SAMPLING_RULES = ("per_sample", "pvae_shared")
+INTERPOLATIONS = ("linear", "slerp")
+LPIPS_NETS = ("alexnet", "vgg16")
+MAX_SEED = 2**32 - 1  # jax.random.key takes a uint32 seed (without jax_enable_x64).
+# Images a single-result mode draws and holds at once (inputs x variations); larger runs belong
+# to --mode=generate, which streams.
+MAX_GRID_IMAGES = 4096
+
+
+class ConfigError(ValueError):
+  """A config field has a wrong type or value."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Common:
+  """Fields several modes read."""
+  model: str
+  model_fields: tuple[tuple[str, Any], ...]  # shape-free module fields, e.g. output_activation
+  checkpoint: str
+  input: str
+  celeba: str
+  split: str
+  seed: int
+  postprocess: str
+  chunk_size: int
+  batch_size: int
+  num_variations: int
+  temperature: float  # 0 when deterministic
+  input_noise_std: float
+  sampling_rule: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Sample:
+  num_samples: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Interpolate:
+  method: str
+  steps: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Edit:
+  with_images: str
+  without_images: str
+  strengths: tuple[float, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluate:
+  checkpoints: tuple[str, ...]  # Models compared with config.checkpoint.
+  max_images: int
+  lpips_net: str  # "" = no LPIPS
+  bootstrap: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+  mode: str
+  common: Common
+  section: Any  # The mode's own options, or None.
+
+
+def _get(config: Mapping, path: str) -> Any:
+  node = config
+  for part in path.split("."):
+    try:
+      node = node[part]
+    except (KeyError, AttributeError, TypeError):
+      raise ConfigError(f"config.{path} is missing; the model configs in configs/ define it") from None
+  return node
+
+
+def _int(config, path: str, lo: int | None = None, hi: int | None = None) -> int:
+  value = _get(config, path)
+  if isinstance(value, bool) or not isinstance(value, int):
+    raise ConfigError(f"config.{path} must be an integer, got {value!r}")
+  if (lo is not None and value < lo) or (hi is not None and value > hi):
+    bounds = f">= {lo}" if hi is None else f"in [{lo}, {hi}]" if lo is not None else f"<= {hi}"
+    raise ConfigError(f"config.{path} must be {bounds}, got {value}")
+  return value
+
+
+def _float(config, path: str, lo: float | None = None) -> float:
+  value = _get(config, path)
+  if isinstance(value, bool) or not isinstance(value, (int, float)):
+    raise ConfigError(f"config.{path} must be a number, got {value!r}")
+  value = float(value)
+  if value != value or value in (float("inf"), float("-inf")):
+    raise ConfigError(f"config.{path} must be finite, got {value}")
+  if lo is not None and value < lo:
+    raise ConfigError(f"config.{path} must be >= {lo}, got {value}")
+  return value
+
+
+def _choice(config, path: str, choices: tuple[str, ...]) -> str:
+  value = _get(config, path)
+  if value not in choices:
+    raise ConfigError(f"config.{path} must be one of {', '.join(map(repr, choices))}, "
+                      f"got {value!r}")
+  return value
+
+
+def _str(config, path: str) -> str:
+  value = _get(config, path)
+  if not isinstance(value, str):
+    raise ConfigError(f"config.{path} must be a string, got {value!r}")
+  return value
+
+
+def _postprocess(config) -> str:
+  spec = _str(config, "postprocess")
+  from jaxvae import postprocess  # pylint: disable=import-outside-toplevel  (imports jax)
+  try:
+    postprocess.parse_spec(spec)
+  except ValueError as e:
+    raise ConfigError(f"config.postprocess: {e}") from None
+  return spec
+
+
+def common(config: Mapping) -> Common:
+  """The top-level fields, checked."""
+  from jaxvae import models  # pylint: disable=import-outside-toplevel  (imports jax)
+  name = _choice(config, "model.name", tuple(models.MODELS))
+  fields = tuple(sorted((k, tuple(v) if isinstance(v, list) else v)
+                        for k, v in dict(_get(config, "model")).items() if k != "name"))
+  deterministic = _get(config, "deterministic")
+  if not isinstance(deterministic, bool):
+    raise ConfigError(f"config.deterministic must be True or False, got {deterministic!r}")
+  temperature = _float(config, "temperature", lo=0.0)
+  return Common(
+      model=name, model_fields=fields, checkpoint=_str(config, "checkpoint"),
+      input=_str(config, "input"), celeba=_str(config, "celeba"), split=_str(config, "split"),
+      seed=_int(config, "seed", 0, MAX_SEED), postprocess=_postprocess(config),
+      chunk_size=_int(config, "chunk_size", 0), batch_size=_int(config, "batch_size", 1, 65536),
+      num_variations=_int(config, "num_variations", 1, MAX_GRID_IMAGES),
+      temperature=0.0 if deterministic else temperature,
+      input_noise_std=_float(config, "input_noise_std", lo=0.0),
+      sampling_rule=_choice(config, "sampling_rule", SAMPLING_RULES))
+
+
+def _section(config: Mapping, mode: str, shared: Common) -> Any:
+  if mode == "sample":
+    return Sample(_int(config, "sample.num_samples", 1, MAX_GRID_IMAGES))
+  if mode == "interpolate":
+    return Interpolate(_choice(config, "interpolate.method", INTERPOLATIONS),
+                       _int(config, "interpolate.steps", 2, 1024))
+  if mode == "edit":
+    strengths = _get(config, "edit.strengths")
+    strengths = (strengths,) if isinstance(strengths, (int, float)) else tuple(strengths)
+    if not strengths or not all(isinstance(s, (int, float)) and not isinstance(s, bool)
+                                for s in strengths):
+      raise ConfigError(f"config.edit.strengths must be a non-empty list of numbers, got "
+                        f"{strengths!r}")
+    return Edit(_str(config, "edit.with_images"), _str(config, "edit.without_images"),
+                tuple(float(s) for s in strengths))
+  if mode == "evaluate":
+    if shared.num_variations < 2:
+      raise ConfigError("--mode=evaluate needs config.num_variations >= 2 for the diversity "
+                        f"measures, got {shared.num_variations}")
+    net = _str(config, "evaluate.lpips_net")
+    if net not in ("",) + LPIPS_NETS:
+      raise ConfigError(f"config.evaluate.lpips_net must be '' or one of {LPIPS_NETS}, got "
+                        f"{net!r}")
+    checkpoints = tuple(c.strip() for c in _str(config, "evaluate.checkpoints").split(",")
+                        if c.strip())
+    return Evaluate(checkpoints, _int(config, "evaluate.max_images", 0),
+                    net, _int(config, "evaluate.bootstrap", 0, 1_000_000))
+  return None
+
+
+def validate(config: Mapping, mode: str) -> Run:
+  """Every field `mode` reads, checked; raises ConfigError naming the first bad field."""
+  if mode not in MODES:
+    raise ConfigError(f"unknown mode {mode!r}; one of {', '.join(MODES)}")
+  shared = common(config)
+  return Run(mode, shared, _section(config, mode, shared))
