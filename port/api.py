@@ -8,7 +8,9 @@ import jax
 import numpy as np
 
 from jaxvae import checkpoint
-from port import convert, keras, sources, tables, verify
+from port import convert, sources, tables, verify
+from port.keras import mapping as keras_mapping, readers as keras_readers, tables as keras_tables
+from port.keras import verify as keras_verify
 
 PORT_VERSION = "2.0"  # 2.0: file digests in jaxvae.json.
 TOLERANCE = verify.TOLERANCE
@@ -19,7 +21,8 @@ PORT_ERRORS = (sources.SourceError, convert.PortError, checkpoint.CheckpointErro
 #   convert(path, log) -> (variables, extra_metadata)
 #   max_abs_diffs(path, variables, log) -> {name: max abs difference} against the original
 #   and optionally resolve(source) -> local path, for sources that are not plain files.
-AUX_NETWORKS: dict[str, str] = {}
+AUX_NETWORKS: dict[str, str] = {"mtcnn": "port.mtcnn", "inception": "port.inception",
+                                "vgg19": "port.vgg19"}
 
 Log = Callable[[str], None]
 
@@ -32,7 +35,7 @@ class PortResult(NamedTuple):
 
 
 def known_models() -> tuple[str, ...]:
-  return (*tables.TORCH_MODELS, *keras.KERAS_MODELS, *AUX_NETWORKS)
+  return (*tables.TORCH_MODELS, *keras_tables.KERAS_MODELS, *AUX_NETWORKS)
 
 
 def port(model_name: str | None, source: str, out_dir: str, check_parity: bool = False,
@@ -59,7 +62,7 @@ def port(model_name: str | None, source: str, out_dir: str, check_parity: bool =
                           "another --out")
   if model_name in AUX_NETWORKS:
     return _port_aux(model_name, source, out_dir, check_parity, force, log)
-  if model_name in keras.KERAS_MODELS:
+  if model_name in keras_tables.KERAS_MODELS:
     return _port_keras(model_name, source, out_dir, check_parity, force, log)
 
   path, _ = sources.resolve(source)
@@ -94,12 +97,12 @@ def _within(diffs: dict[str, float]) -> bool:
 def _port_keras(model_name: str, source: str, out_dir: str, check_parity: bool, force: bool,
                 log: Log) -> PortResult:
   """The Keras branch of `port`: read the weights with h5py (or TensorFlow), map by layer order."""
-  path = keras.resolve(source)
-  sha256 = sources.sha256_of(path) if os.path.isfile(path) else keras.sha256_of(path)
+  path = keras_readers.resolve(source)
+  sha256 = sources.sha256_of(path) if os.path.isfile(path) else keras_readers.sha256_of(path)
   log(f"source: {source} -> {path} (sha256 {sha256})")
-  read = keras.read(path)
+  read = keras_readers.read(path)
   log(f"format: {read.fmt}; {len(read.layers)} weight layers")
-  mapped = keras.convert_pvae(read)
+  mapped = keras_mapping.convert_pvae(read)
   log("mapping (by the architecture's layer order, shapes checked):\n  "
       + "\n  ".join(mapped.mapping))
   log(mapped.config_note)
@@ -110,7 +113,7 @@ def _port_keras(model_name: str, source: str, out_dir: str, check_parity: bool, 
     log(f"ignored training state of the original: {', '.join(converted.ignored)}")
   diffs = None
   if check_parity:
-    diffs = keras.max_abs_diffs(converted.model, converted.variables, path, log=log)
+    diffs = keras_verify.max_abs_diffs(converted.model, converted.variables, path, log=log)
     recon_255 = diffs.pop("recon_255")
     log("parity vs keras (max abs diff): " + _listing(diffs)
         + f" (recon on the [0,1] scale; {recon_255:.3g} on the original's 0-255 scale)")

@@ -125,8 +125,8 @@ def functional(model):
 
 
 def slot_layers(model) -> dict[str, object]:
-  """flax module (port.keras.PVAE_TABLE) -> the Keras layer of `model` that it mirrors."""
-  from port.keras import PVAE_TABLE  # pylint: disable=import-outside-toplevel
+  """flax module (port.keras.tables.PVAE_TABLE) -> the Keras layer of `model` that it mirrors."""
+  from port.keras.tables import PVAE_TABLE  # pylint: disable=import-outside-toplevel
 
   keras = keras_module()
   kinds = {"conv": keras.layers.Conv2D, "dense": keras.layers.Dense,
@@ -143,7 +143,7 @@ def slot_layers(model) -> dict[str, object]:
 
 def set_flax_variables(model, variables) -> None:
   """Loads flax PVAE variables into the Keras model, layer by layer (kernels are HWIO in both)."""
-  from port.keras import WEIGHTS  # pylint: disable=import-outside-toplevel
+  from port.keras.tables import WEIGHTS  # pylint: disable=import-outside-toplevel
 
   keras = keras_module()
   for module, layer in slot_layers(model).items():

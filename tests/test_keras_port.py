@@ -196,15 +196,15 @@ def test_refuses_hyperparameters_that_differ_from_the_notebook(tmp_path, origina
 
 def test_keras_own_loader_flags_a_conflicting_mapping(original, keras3_file):
   """--verify also loads the file with Keras' load_weights: a swapped mapping is caught."""
-  from port import keras as keras_port
-  mapped = keras_port.convert_pvae(keras_port.read(keras3_file)).converted
+  from port.keras import mapping, readers, verify
+  mapped = mapping.convert_pvae(readers.read(keras3_file)).converted
   log = []
-  assert keras_port.keras_load_agreement(keras3_file, mapped.variables, 100, log.append) == 0.0
+  assert verify.keras_load_agreement(keras3_file, mapped.variables, 100, log.append) == 0.0
   assert "agrees with the mapping on 18/18 layers" in log[-1]
   params = dict(mapped.variables["params"])
   params["z_mean"], params["z_log_var"] = params["z_log_var"], params["z_mean"]
   swapped = {**mapped.variables, "params": params}
-  assert keras_port.keras_load_agreement(keras3_file, swapped, 100, log.append) > 0.01
+  assert verify.keras_load_agreement(keras3_file, swapped, 100, log.append) > 0.01
   assert "16/18 layers" in log[-1] and "CONFLICTS on z_mean, z_log_var" in log[-1]
 
 
@@ -265,13 +265,13 @@ def test_main_variations_with_input_noise(cli_port, tmp_path):
 @pytest.mark.parametrize("mode", ["reconstruct", "sample", "interpolate", "edit"])
 def test_every_other_mode_runs_on_the_ported_checkpoint(cli_port, tmp_path, mode):
   from configs import pvae
-  from jaxvae import modes
+  from jaxvae import modes, options
   config = pvae.get_config()
   assert config.sampling_rule == "pvae_shared" and config.model.output_range == (0.0, 255.0)
   config.checkpoint = cli_port[1]
-  config.num_samples, config.interpolation_steps = 3, 3
-  config.edit_strengths = (0.0, 1.0)
-  modes.MODES[mode](config, str(tmp_path))
+  config.sample.num_samples, config.interpolate.steps = 3, 3
+  config.edit.strengths = (0.0, 1.0)
+  modes.get(mode)(options.validate(config, mode), str(tmp_path))
   npz_files = [n for n in os.listdir(tmp_path) if n.endswith(".npz")]
   assert npz_files == [f"{mode}.npz"]
   with np.load(tmp_path / npz_files[0]) as npz:
