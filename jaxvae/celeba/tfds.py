@@ -1,0 +1,97 @@
+"""CelebA from a prepared tensorflow-datasets `celeb_a` in array_record format, without TensorFlow."""
+
+import io
+from typing import Any, Callable, Sequence
+
+import numpy as np
+from PIL import Image
+
+from jaxvae.celeba.attributes import ATTR_NAMES
+from jaxvae.celeba.dataset import CelebA, _listing
+from jaxvae.celeba.files import ALL, SPLITS, _check_split
+
+TFDS_NAME = "celeb_a"
+
+
+def _tfds_module() -> Any:
+  try:
+    import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+  except ImportError as e:
+    raise ImportError("reading CelebA through tensorflow-datasets needs "
+                      "`pip install tensorflow-datasets` (see requirements.txt), or point at "
+                      "the official CelebA files instead") from e
+  return tfds
+
+
+def _tfds_failure(tfds: Any, where: str, builder_fn: Callable[[], Any],
+                  error: Exception) -> Exception:
+  """A clear error for a tfds celeb_a that cannot be read without TensorFlow or is absent."""
+  try:
+    builder = builder_fn()
+    prepared, file_format, path = builder.is_prepared(), builder.info.file_format, builder.data_dir
+  except Exception:  # pylint: disable=broad-except
+    prepared, file_format, path = False, None, where
+  official = ("or point at the official CelebA files (img_align_celeba/ + list_eval_partition.txt "
+              "+ list_attr_celeba.txt)")
+  if not prepared:
+    return FileNotFoundError(
+        f"tensorflow-datasets has no prepared celeb_a at {path}; jaxvae never downloads it. "
+        "Prepare it where TensorFlow is installed with `tfds build celeb_a "
+        "--file_format=array_record` (and pass its data dir), " + official)
+  fmt = getattr(file_format, "value", file_format)
+  if fmt != "array_record":
+    return ValueError(
+        f"celeb_a at {path} is prepared as {fmt}, which tensorflow-datasets reads only through "
+        "TensorFlow (tf.data); jaxvae reads tfds through random-access data sources, which need "
+        "array_record. Convert it once with TensorFlow installed (`pip install tensorflow`): "
+        f"`tfds convert_format --dataset_version_dir={path} --out_file_format=array_record`, "
+        + official)
+  return RuntimeError(f"could not read celeb_a at {path} through tensorflow-datasets: {error}")
+
+
+def _open_tfds(name: str | None, directory: str | None, data_dir: str | None, split: str,
+               max_count: int | None, box, size: int, num_threads: int) -> CelebA:
+  """A prepared tfds celeb_a: by name (in `data_dir`) or from its version `directory`."""
+  _check_split(split)
+  tfds = _tfds_module()
+  splits = SPLITS if split == ALL else (split,)
+
+  def builder_fn() -> Any:
+    if directory is not None:
+      return tfds.builder_from_directory(directory)
+    return tfds.builder(name, data_dir=data_dir)
+
+  def open_fn(s: str) -> Sequence[Any]:
+    if directory is not None:
+      return builder_fn().as_data_source(split=s)
+    return tfds.data_source(name, split=s, data_dir=data_dir, download=False, try_gcs=False)
+
+  where = directory or f"{name} in {data_dir or tfds.core.constants.DATA_DIR}"
+  try:
+    sources = [open_fn(s) for s in splits]
+  except (NotImplementedError, FileNotFoundError, AssertionError, ValueError) as e:
+    raise _tfds_failure(tfds, where, builder_fn, e) from e
+  refs, split_ids, rows = [], [], []
+  for s, source in zip(splits, sources):
+    for i in range(len(source)):
+      if max_count is not None and len(refs) >= max_count:
+        break
+      example = source[i]
+      refs.append((source, i, f"{s}[{i}]"))
+      split_ids.append(SPLITS.index(s))
+      attrs = example["attributes"]
+      absent = [a for a in ATTR_NAMES if a not in attrs]
+      if absent:
+        raise ValueError(f"tfds {where} split {s} example {i} lacks attributes {_listing(absent)}")
+      rows.append([1 if bool(attrs[a]) else -1 for a in ATTR_NAMES])
+
+  def load(i: int) -> np.ndarray:
+    source, j, _ = refs[i]
+    image = source[j]["image"]
+    return np.asarray(image) if not isinstance(image, bytes) else Image.open(io.BytesIO(image))
+
+  return CelebA(names=np.array([r[2] for r in refs], dtype=np.str_),
+                splits=np.array(split_ids, np.int8),
+                attributes=np.array(rows, np.int8).reshape(len(rows), len(ATTR_NAMES)),
+                split=split, box=tuple(box), size=size, raw_loader=load,
+                num_threads=num_threads, source=f"tensorflow-datasets {where}")
