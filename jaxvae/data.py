@@ -16,6 +16,9 @@ from PIL import Image
 
 IMAGE_SIZE = 64
 CELEBA_SIZE = (178, 218)  # width, height of aligned CelebA images
+# Below half the models' 64-pixel input, more than three quarters of the pixels the model sees
+# would be invented by the resize: such an image is skipped, not hallucinated into a face.
+MIN_SIDE = 32
 
 # Public-domain portraits shipped inside installed packages: name -> (loader, face box).
 # Boxes are squares around the face, framed like the aligned CelebA crops.
@@ -82,14 +85,32 @@ def expand(spec: str | Sequence[str]) -> list[str]:
   return files
 
 
+def _check_jpeg(raw: np.ndarray) -> None:
+  """Decodes a JPEG fully with PIL, which fails on corrupt entropy-coded data that OpenCV's
+  decoder only warns about (libjpeg's "Corrupt JPEG data" line) and decodes into garbage."""
+  import io  # pylint: disable=import-outside-toplevel
+  try:
+    with Image.open(io.BytesIO(raw.tobytes())) as image:
+      image.load()
+  except (OSError, ValueError, SyntaxError) as e:
+    raise InputError(f"corrupt JPEG data ({e})") from None
+
+
 def decode(path: str) -> np.ndarray:
-  """Any JPEG/PNG/... file -> [H, W, 3] uint8 RGB. Raises InputError when unreadable."""
+  """Any JPEG/PNG/... file -> [H, W, 3] uint8 RGB. Raises InputError when unreadable, corrupt or
+  smaller than MIN_SIDE pixels on a side."""
   import cv2  # pylint: disable=import-outside-toplevel
 
   raw = np.fromfile(path, np.uint8) if os.path.getsize(path) else np.zeros(0, np.uint8)
+  if raw[:3].tobytes() == b"\xff\xd8\xff":
+    _check_jpeg(raw)
   image = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED) if raw.size else None
   if image is None:
     raise InputError("not a readable image")
+  if min(image.shape[:2]) < MIN_SIDE:
+    raise InputError(f"{image.shape[1]}x{image.shape[0]} pixels is below the minimum of "
+                     f"{MIN_SIDE} on a side (the models see {IMAGE_SIZE}x{IMAGE_SIZE} crops; a "
+                     "smaller image would be mostly invented by the resize)")
   if image.dtype == np.uint16:
     image = np.round(image / 257.0).astype(np.uint8)
   elif image.dtype != np.uint8:

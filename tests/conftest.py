@@ -31,6 +31,18 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 300) -> subpro
                         timeout=timeout, env={**os.environ, **(env or {})})
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_caches(tmp_path_factory):
+  """Every cache (downloads, ports, XLA) in a temporary folder, for this process and the CLI runs
+  it starts: the tests never write the user's ~/.cache/jaxvae."""
+  patch = pytest.MonkeyPatch()
+  patch.setenv("JAXVAE_CACHE", str(tmp_path_factory.mktemp("jaxvae-cache")))
+  patch.delenv("JAXVAE_COMPILATION_CACHE", raising=False)
+  patch.delenv("JAXVAE_MIRROR", raising=False)
+  yield
+  patch.undo()
+
+
 @pytest.fixture(scope="session")
 def ported_dir(tmp_path_factory):
   """A function name -> Orbax dir of the shared checkpoint `name` (l200-100.pt, l32-100.pt)."""

@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image
 
 from jaxvae import celeba
+from jaxvae.celeba import tfds as tfds_source
 
 LANDMARK_NAMES = ("lefteye_x lefteye_y righteye_x righteye_y nose_x nose_y leftmouth_x "
                   "leftmouth_y rightmouth_x rightmouth_y").split()
@@ -139,9 +140,10 @@ def prepare_tfds(fake: FakeCelebA, data_dir: str) -> str:
         yield member, io.BytesIO(z.read(member))
 
   manager = tfds.download.DownloadManager
-  builder = tfds.builder("celeb_a", data_dir=data_dir, file_format="array_record")
-  with mock.patch.object(manager, "download", lambda self, urls: files), \
+  with tfds_source.contained_tempdirs(), \
+      mock.patch.object(manager, "download", lambda self, urls: files), \
       mock.patch.object(manager, "iter_archive", iter_archive):
+    builder = tfds.builder("celeb_a", data_dir=data_dir, file_format="array_record")
     builder.download_and_prepare(
         download_config=tfds.download.DownloadConfig(try_download_gcs=False))
   return os.fspath(builder.data_dir)

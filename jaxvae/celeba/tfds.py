@@ -1,7 +1,10 @@
 """CelebA from a prepared tensorflow-datasets `celeb_a` in array_record format, without TensorFlow."""
 
+import contextlib
 import io
-from typing import Any, Callable, Sequence
+import shutil
+import tempfile
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image
@@ -11,6 +14,23 @@ from jaxvae.celeba.dataset import CelebA, _listing
 from jaxvae.celeba.files import ALL, SPLITS, _check_split
 
 TFDS_NAME = "celeb_a"
+
+
+@contextlib.contextmanager
+def contained_tempdirs() -> Iterator[None]:
+  """Collects the temporary folders tfds makes into one, removed afterwards.
+
+  tfds 4.9.10 leaves an empty `tempfile.mkdtemp("tfds")` behind for every builder of a dataset that
+  is not prepared (DatasetInfo.initialize_from_bucket, with GCS disabled).
+  """
+  previous = tempfile.tempdir
+  box = tempfile.mkdtemp(prefix="jaxvae-tfds-")
+  tempfile.tempdir = box
+  try:
+    yield
+  finally:
+    tempfile.tempdir = previous
+    shutil.rmtree(box, ignore_errors=True)
 
 
 def _tfds_module() -> Any:
@@ -67,10 +87,11 @@ def _open_tfds(name: str | None, directory: str | None, data_dir: str | None, sp
     return tfds.data_source(name, split=s, data_dir=data_dir, download=False, try_gcs=False)
 
   where = directory or f"{name} in {data_dir or tfds.core.constants.DATA_DIR}"
-  try:
-    sources = [open_fn(s) for s in splits]
-  except (NotImplementedError, FileNotFoundError, AssertionError, ValueError) as e:
-    raise _tfds_failure(tfds, where, builder_fn, e) from e
+  with contained_tempdirs():
+    try:
+      sources = [open_fn(s) for s in splits]
+    except (NotImplementedError, FileNotFoundError, AssertionError, ValueError) as e:
+      raise _tfds_failure(tfds, where, builder_fn, e) from e
   refs, split_ids, rows = [], [], []
   for s, source in zip(splits, sources):
     for i in range(len(source)):
