@@ -15,7 +15,9 @@ from absl import app, flags, logging
 
 from port import api
 
-_MODEL = flags.DEFINE_string("model", None, "Model name: vanilla, betavae, dfcvae, pvae.")
+_MODEL = flags.DEFINE_string("model", None, "What the source holds: a VAE (vanilla, betavae, "
+                             "dfcvae, pvae) or an auxiliary network (inception: FID; vgg19: the "
+                             "DFC-VAE perceptual loss; mtcnn: face detection).")
 _SOURCE = flags.DEFINE_string("source", None,
                               "Published name, URL, or local checkpoint file.")
 _OUT = flags.DEFINE_string("out", None, "Output directory of the Orbax checkpoint.")

@@ -19,7 +19,8 @@ PORT_ERRORS = (sources.SourceError, convert.PortError, checkpoint.CheckpointErro
 
 # Auxiliary networks (not VAEs): kind -> module in port/ with
 #   convert(path, log) -> (variables, extra_metadata)
-#   max_abs_diffs(path, variables, log) -> {name: max abs difference} against the original
+#   max_abs_diffs(path, variables, log) -> {name: difference} against the original (max abs,
+#     or relative to the output's norm where the module says so), each within TOLERANCE
 #   and optionally resolve(source) -> local path, for sources that are not plain files.
 AUX_NETWORKS: dict[str, str] = {"mtcnn": "port.mtcnn", "inception": "port.inception",
                                 "vgg19": "port.vgg19"}
@@ -134,7 +135,7 @@ def _port_aux(kind: str, source: str, out_dir: str, check_parity: bool, force: b
   diffs = None
   if check_parity:
     diffs = module.max_abs_diffs(path, variables, log)
-    log(f"parity vs the original {kind} (max abs diff): " + _listing(diffs))
+    log(f"parity vs the original {kind} (differences): " + _listing(diffs))
     if not _within(diffs):
       return PortResult(None, sha256, diffs, False)
   out_dir = checkpoint.save_tree(out_dir, variables, {

@@ -1,7 +1,7 @@
 """Applies a conversion table to a torch state_dict and checks every key and shape by name."""
 
 import collections
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple, Sequence
 
 import flax.linen as nn
 import numpy as np
@@ -46,20 +46,18 @@ def latent_size(model_name: str, state_dict: dict[str, np.ndarray]) -> int:
   return int(collections.Counter(votes).most_common(1)[0][0])
 
 
-def convert(model_name: str, state_dict: dict[str, np.ndarray], **model_fields) -> Converted:
-  """Builds the flax variables for `model_name` from `state_dict` through its table.
+def apply_table(what: str, table: Sequence[tables.Entry], state_dict: dict[str, np.ndarray],
+                expected: dict[str, Any], ignored: Callable[[str], bool] = lambda k: False
+                ) -> tuple[dict, list[str]]:
+  """(flax variables, ignored keys present) from `state_dict` through `table`.
 
-  Every missing key, unexpected key and shape mismatch is reported by name in one PortError.
+  `expected` is the flat {path: ShapeDtypeStruct} of the flax variables; `ignored` names the
+  source keys the original carries and the port does not need (BatchNorm's num_batches_tracked
+  counters are never needed). Every missing key, unexpected key, shape mismatch, non-finite
+  tensor and flax variable without an entry is reported by name in one PortError.
   """
-  if model_name not in tables.TORCH_MODELS:
-    raise PortError(f"no torch conversion table for {model_name!r}; "
-                    f"torch models: {', '.join(tables.TORCH_MODELS)}")
-  spec = tables.TORCH_MODELS[model_name]
-  model = models.build(model_name, latent_dim=latent_size(model_name, state_dict), **model_fields)
-  expected = checkpoint.flatten(models.abstract_variables(model))
-
   problems, flat = [], {}
-  for entry in spec.table:
+  for entry in table:
     if entry.torch_key not in state_dict:
       problems.append(f"missing: {entry.torch_key} (for {entry.flax_path})")
       continue
@@ -72,13 +70,26 @@ def convert(model_name: str, state_dict: dict[str, np.ndarray], **model_fields) 
       problems.append(f"shape mismatch: {entry.torch_key} {tuple(state_dict[entry.torch_key].shape)} "
                       f"-> {entry.flax_path} {value.shape}, expected {want}")
     flat[entry.flax_path] = value
-  used = {e.torch_key for e in spec.table}
-  ignored = sorted(k for k in state_dict if k not in used and k.startswith(spec.ignored_prefixes))
-  problems += [f"unexpected: {k} {tuple(state_dict[k].shape)}" for k in sorted(state_dict)
-               if k not in used and k not in ignored and not k.endswith(".num_batches_tracked")]
-  unmapped = sorted(set(expected) - {e.flax_path for e in spec.table})
-  problems += [f"no table entry for flax variable {p}" for p in unmapped]
+  used = {e.torch_key for e in table}
+  skipped = sorted(k for k in state_dict if k not in used and ignored(k))
+  problems += [f"unexpected: {k} {tuple(np.shape(state_dict[k]))}" for k in sorted(state_dict)
+               if k not in used and k not in skipped and not k.endswith(".num_batches_tracked")]
+  problems += [f"no table entry for flax variable {p}"
+               for p in sorted(set(expected) - {e.flax_path for e in table})]
   if problems:
-    raise PortError(f"the checkpoint does not match {model_name!r} "
-                    f"({len(problems)} problem(s)):\n  " + "\n  ".join(problems))
-  return Converted(model, unflatten(flat), ignored)
+    raise PortError(f"the checkpoint does not match {what!r} ({len(problems)} problem(s)):\n  "
+                    + "\n  ".join(problems))
+  return unflatten(flat), skipped
+
+
+def convert(model_name: str, state_dict: dict[str, np.ndarray], **model_fields) -> Converted:
+  """Builds the flax variables for `model_name` from `state_dict` through its table."""
+  if model_name not in tables.TORCH_MODELS:
+    raise PortError(f"no torch conversion table for {model_name!r}; "
+                    f"torch models: {', '.join(tables.TORCH_MODELS)}")
+  spec = tables.TORCH_MODELS[model_name]
+  model = models.build(model_name, latent_dim=latent_size(model_name, state_dict), **model_fields)
+  variables, ignored = apply_table(
+      model_name, spec.table, state_dict, checkpoint.flatten(models.abstract_variables(model)),
+      lambda k: k.startswith(spec.ignored_prefixes))
+  return Converted(model, variables, ignored)

@@ -40,6 +40,26 @@ PUBLISHED = {
         "https://huggingface.co/hussamalafandi/VAE-CelebA/resolve/main/"
         "vae_celeba_latent_200_epochs_10_batch_64_subset_80000.pth",
         None, "vanilla-l200.pth"),
+    # MTCNN's weights ship inside the facenet-pytorch wheel; port/mtcnn.py fetches it with pip.
+    "mtcnn": Published(
+        "mtcnn",
+        "https://files.pythonhosted.org/packages/ed/2e/"
+        "2d56386bc2f834cdc683743903852cf1428b4e5ee119f16cf808b589d3cd/"
+        "facenet_pytorch-2.6.0-py3-none-any.whl",
+        "ecb82b27beb226d106f2219efe8f829b01b87a8595badd01545679bdb9f19cca",
+        "facenet_pytorch-2.6.0-py3-none-any.whl"),
+    # pytorch-fid's FID Inception-v3 (its GitHub release); sha256 as pinned by public code that
+    # downloads this URL (the file name carries its first 8 hex digits, as torch hub's do).
+    "inception-fid": Published(
+        "inception",
+        "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
+        "pt_inception-2015-12-05-6726825d.pth",
+        "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2",
+        "pt_inception-2015-12-05-6726825d.pth"),
+    # torchvision's VGG19 (IMAGENET1K_V1), for the DFC-VAE feature perceptual loss.
+    "vgg19-imagenet": Published(
+        "vgg19", "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth",
+        "dcbb9e9dad569fff7a846263a77324fc34978fea2bfb039c012d710e1776ae44", "vgg19-dcbb9e9d.pth"),
 }
 
 
@@ -119,7 +139,10 @@ def resolve(source: str) -> tuple[str, Published | None]:
     mirrored = find_in_mirrors(pub)
     if mirrored is not None:
       return mirrored, pub
-    return download(pub.url, dest, pub.sha256), pub
+    try:
+      return download(pub.url, dest, pub.sha256), pub
+    except SourceError as e:
+      raise _unavailable(source, pub, e) from e
   scheme = urllib.parse.urlparse(source).scheme
   if scheme in ("http", "https", "file"):
     name = os.path.basename(urllib.parse.urlparse(source).path) or "checkpoint"
@@ -131,6 +154,18 @@ def resolve(source: str) -> tuple[str, Published | None]:
   if os.path.isdir(source):
     raise SourceError(f"{source} is a directory; pass a checkpoint file")
   return source, None
+
+
+def _unavailable(name: str, pub: Published, error: SourceError) -> SourceError:
+  """Why a published file could not be had, and the two offline routes to it."""
+  reason = getattr(error.__cause__, "reason", None) or error.__cause__ or error
+  match = "any file name: it is matched by sha256" if pub.sha256 else f"named {pub.filename}"
+  return SourceError(
+      f"the weights of {name!r} ({pub.filename}, sha256 {pub.sha256}) are not in the cache and "
+      f"could not be fetched from {pub.url} ({reason}). Download that file on a machine with "
+      f"network access, then either put it in a folder named by $JAXVAE_MIRROR ({match}), or "
+      f"port it once with `python -m port --model={pub.model} --source=PATH --out=DIR --verify` "
+      "and pass that directory instead of the published name.")
 
 
 def load_state_dict(path: str, log=lambda s: None) -> dict[str, np.ndarray]:

@@ -13,9 +13,13 @@ class Entry(NamedTuple):
   transform: Callable[[np.ndarray], np.ndarray]
 
 
-def conv(flax_module: str, torch_module: str, transform=transforms.conv) -> list[Entry]:
-  return [Entry(f"params/{flax_module}/kernel", f"{torch_module}.weight", transform),
-          Entry(f"params/{flax_module}/bias", f"{torch_module}.bias", transforms.identity)]
+def conv(flax_module: str, torch_module: str, transform=transforms.conv,
+         bias: bool = True) -> list[Entry]:
+  """torch Conv2d / ConvTranspose2d / Linear `torch_module` -> the flax module's kernel (and bias)."""
+  kernel = [Entry(f"params/{flax_module}/kernel", f"{torch_module}.weight", transform)]
+  if not bias:
+    return kernel
+  return kernel + [Entry(f"params/{flax_module}/bias", f"{torch_module}.bias", transforms.identity)]
 
 
 def linear(flax_module: str, torch_module: str) -> list[Entry]:
