@@ -43,11 +43,23 @@ def get_config(model: str, checkpoint: str) -> ml_collections.ConfigDict:
   # --mode=interpolate: latent paths between consecutive inputs.
   c.interpolate = ml_collections.ConfigDict({"method": "slerp", "steps": 8})
   # --mode=edit: direction = mean latent of `with_images` - mean latent of `without_images`
-  # (input specs), added to each input's latent at each strength.
+  # (input specs), added to each input's latent at each strength. With `attribute` (one of
+  # CelebA's 40, e.g. "Smiling") the direction is that attribute's vector over `split` of
+  # config.celeba instead (mean mu with - mean mu without; computed once, cached).
   c.edit = ml_collections.ConfigDict({
       "with_images": "bundled:grace_hopper",
       "without_images": "bundled:astronaut",
       "strengths": (0.0, 0.5, 1.0, 1.5),
+      "attribute": "",
+      "split": "train",
+      "max_images": 20000,  # 0 = the whole split
+  })
+  # --mode=traverse: per input, its `num_dims` latent dimensions with the largest KL (0 = all),
+  # decoded at mean + v * std for each v; std "prior" (1) or "posterior" (the input's own).
+  c.traverse = ml_collections.ConfigDict({
+      "num_dims": 8,
+      "values": (-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0),
+      "std": "prior",
   })
   # --mode=evaluate: `checkpoints` adds models to compare (comma-separated); LPIPS backbone
   # ("alexnet", "vgg16", or "" to skip); bootstrap resamples for the per-attribute intervals.
@@ -56,5 +68,18 @@ def get_config(model: str, checkpoint: str) -> ml_collections.ConfigDict:
       "max_images": 1000,  # 0 = the whole split
       "lpips_net": "alexnet",
       "bootstrap": 2000,
+  })
+  # --mode=generate: num_variations variations of every source (config.celeba's split, else
+  # config.input) streamed into <workdir>/generate/ shards of `shard_size` records ("array_record",
+  # images "raw" or "png" inside; or "png" folders + index.csv); resumable. `distributed`: "",
+  # "auto" (jax.distributed from the environment) or "HOST:PORT,NUM_PROCESSES,PROCESS_ID".
+  c.generate = ml_collections.ConfigDict({
+      "shard_size": 10_000,
+      "format": "array_record",
+      "image_encoding": "raw",
+      "save_latents": False,
+      "max_images": 0,  # 0 = every source
+      "workers": 0,  # reading threads; 0 = one per core
+      "distributed": "",
   })
   return c

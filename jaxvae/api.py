@@ -11,7 +11,7 @@ conversion to each model's own value range happens inside. Methods take the conf
 The modes of main.py call the same object.
 """
 
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -20,6 +20,20 @@ import numpy as np
 from jaxvae import checkpoint, chunking, data, fast, models, sampling, weights
 
 IMAGE_SHAPE = models.IMAGE_SHAPE
+TRAVERSAL_STD = ("prior", "posterior")
+
+
+class Traversal(NamedTuple):
+  images: jax.Array  # [N, D, V, 64, 64, 3]: dimension dims[n, d] set to mean + values[v] * std
+  dims: np.ndarray  # [N, D] latent dimensions, largest KL first
+  values: np.ndarray  # [V]
+  kl: np.ndarray  # [N, L] per-dimension KL(q(z|x) || N(0, 1)) of each input
+
+
+def kl_per_dim(mean: Any, logvar: Any) -> np.ndarray:
+  """KL(N(mean, exp(logvar)) || N(0, 1)) per latent dimension: 0.5 (mean^2 + e^logvar - 1 - logvar)."""
+  mean, logvar = np.asarray(mean, np.float64), np.asarray(logvar, np.float64)
+  return 0.5 * (mean ** 2 + np.exp(logvar) - 1.0 - logvar)
 
 
 def _images(images: Any, what: str = "images") -> jax.Array:
@@ -118,6 +132,31 @@ class VAE:
     return sampling.interpolate(self.model, self.params, _images(images_a, "images_a"),
                                 _images(images_b, "images_b"), int(steps), method,
                                 self.chunk_size, postprocess)
+
+  def traverse(self, images, num_dims: int | None = 8, values=(-3, -2, -1, 0, 1, 2, 3),
+               std: str = "prior", postprocess: str = "") -> Traversal:
+    """Latent traversals: for each input, its `num_dims` dimensions with the largest KL (None: all,
+    in order), decoded at mean + v * std for each v, the other dimensions at the mean.
+
+    std "prior" is 1 (the prior's unit, as Beta-VAE papers traverse); "posterior" is the input's
+    own exp(logvar / 2) in that dimension.
+    """
+    if std not in TRAVERSAL_STD:
+      raise ValueError(f"std must be one of {TRAVERSAL_STD}, got {std!r}")
+    mean, logvar = (np.asarray(a) for a in self.encode(images))
+    kl = kl_per_dim(mean, logvar)
+    n, latent = mean.shape
+    d = latent if num_dims is None else min(int(num_dims), latent)
+    dims = (np.argsort(-kl, axis=1, kind="stable")[:, :d] if num_dims is not None
+            else np.tile(np.arange(latent), (n, 1)))
+    v = np.asarray(values, np.float32).reshape(-1)
+    scale = np.ones_like(mean) if std == "prior" else np.exp(0.5 * logvar)
+    z = np.repeat(np.repeat(mean[:, None, None], d, 1), len(v), 2)  # [N, D, V, L]
+    rows, cols = np.arange(n)[:, None], dims  # [N, D]
+    offset = v[None, None, :] * np.take_along_axis(scale, dims, 1)[..., None]  # [N, D, V]
+    z[rows, np.arange(d)[None, :], :, cols] = mean[rows, cols][..., None] + offset
+    out = self.decode(z.reshape(-1, latent), postprocess)
+    return Traversal(out.reshape(n, d, len(v), *IMAGE_SHAPE), dims, v, kl)
 
   def attribute_direction(self, with_attribute, without_attribute) -> jax.Array:
     """mean mu(with) - mean mu(without): [L]."""

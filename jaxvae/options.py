@@ -8,7 +8,8 @@ section (`Sample`, `Interpolate`, `Edit`, `Evaluate`, ...). Imports no jax.
 import dataclasses
 from typing import Any, Mapping
 
-MODES = ("reconstruct", "variations", "sample", "interpolate", "edit", "enhance", "evaluate")
+MODES = ("reconstruct", "variations", "sample", "interpolate", "edit", "enhance", "evaluate",
+         "generate", "traverse")
 SAMPLING_RULES = ("per_sample", "pvae_shared")
 INTERPOLATIONS = ("linear", "slerp")
 LPIPS_NETS = ("alexnet", "vgg16")
@@ -57,6 +58,16 @@ class Edit:
   with_images: str
   without_images: str
   strengths: tuple[float, ...]
+  attribute: str  # A CelebA attribute: its vector over config.celeba replaces the image pair.
+  split: str  # The CelebA split the attribute vector is computed on.
+  max_images: int  # Images of that split it uses; 0 = all.
+
+
+@dataclasses.dataclass(frozen=True)
+class Traverse:
+  num_dims: int  # Dimensions per input, largest KL first; 0 = all.
+  values: tuple[float, ...]
+  std: str  # "prior" (1) or "posterior" (the input's own exp(logvar / 2)).
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +76,17 @@ class Evaluate:
   max_images: int
   lpips_net: str  # "" = no LPIPS
   bootstrap: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Generate:
+  shard_size: int  # Records per shard (whole sources: shard_size // num_variations of them).
+  format: str  # "array_record" or "png"
+  image_encoding: str  # Images in ArrayRecord records: "raw" uint8 or "png".
+  save_latents: bool
+  max_images: int  # 0 = every source
+  workers: int  # Reading threads; 0 = one per core.
+  distributed: str  # "" (one process), "auto" or "HOST:PORT,NUM_PROCESSES,PROCESS_ID"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,8 +187,26 @@ def _section(config: Mapping, mode: str, shared: Common) -> Any:
                                 for s in strengths):
       raise ConfigError(f"config.edit.strengths must be a non-empty list of numbers, got "
                         f"{strengths!r}")
+    attribute = _str(config, "edit.attribute")
+    if attribute:
+      from jaxvae import celeba  # pylint: disable=import-outside-toplevel
+      _choice(config, "edit.attribute", celeba.ATTR_NAMES)
+      if not shared.celeba:
+        raise ConfigError("config.edit.attribute needs CelebA for its attribute vector: set "
+                          "config.celeba (a CelebA root or tfds)")
     return Edit(_str(config, "edit.with_images"), _str(config, "edit.without_images"),
-                tuple(float(s) for s in strengths))
+                tuple(float(s) for s in strengths), attribute,
+                _choice(config, "edit.split", ("train", "validation", "test", "all")),
+                _int(config, "edit.max_images", 0))
+  if mode == "traverse":
+    values = _get(config, "traverse.values")
+    values = tuple(values) if isinstance(values, (tuple, list)) else (values,)
+    if not values or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                             for v in values):
+      raise ConfigError(f"config.traverse.values must be a non-empty list of numbers, got "
+                        f"{values!r}")
+    return Traverse(_int(config, "traverse.num_dims", 0, 4096), tuple(float(v) for v in values),
+                    _choice(config, "traverse.std", ("prior", "posterior")))
   if mode == "evaluate":
     if shared.num_variations < 2:
       raise ConfigError("--mode=evaluate needs config.num_variations >= 2 for the diversity "
@@ -179,7 +219,30 @@ def _section(config: Mapping, mode: str, shared: Common) -> Any:
                         if c.strip())
     return Evaluate(checkpoints, _int(config, "evaluate.max_images", 0),
                     net, _int(config, "evaluate.bootstrap", 0, 1_000_000))
+  if mode == "generate":
+    return _generate(config, shared)
   return None
+
+
+def _generate(config: Mapping, shared: Common) -> Generate:
+  shard_size = _int(config, "generate.shard_size", 1)
+  if shard_size < shared.num_variations:
+    raise ConfigError(f"config.generate.shard_size ({shard_size}) must be at least "
+                      f"config.num_variations ({shared.num_variations}): a shard holds every "
+                      "variation of its sources")
+  save_latents = _get(config, "generate.save_latents")
+  if not isinstance(save_latents, bool):
+    raise ConfigError(f"config.generate.save_latents must be True or False, got {save_latents!r}")
+  distributed = _str(config, "generate.distributed")
+  parts = distributed.split(",")
+  if distributed not in ("", "auto") and not (
+      len(parts) == 3 and ":" in parts[0] and all(p.strip().isdigit() for p in parts[1:])):
+    raise ConfigError("config.generate.distributed must be '', 'auto' or "
+                      f"'HOST:PORT,NUM_PROCESSES,PROCESS_ID', got {distributed!r}")
+  return Generate(shard_size, _choice(config, "generate.format", ("array_record", "png")),
+                  _choice(config, "generate.image_encoding", ("raw", "png")), save_latents,
+                  _int(config, "generate.max_images", 0), _int(config, "generate.workers", 0, 256),
+                  distributed)
 
 
 def validate(config: Mapping, mode: str) -> Run:

@@ -15,6 +15,8 @@ MODES: dict[str, str] = {
     "edit": "jaxvae.modes.inference:edit",
     "enhance": "jaxvae.modes.enhance:enhance",
     "evaluate": "jaxvae.evaluate:evaluate",
+    "generate": "jaxvae.generate.mode:generate",
+    "traverse": "jaxvae.modes.traverse:traverse",
 }
 
 

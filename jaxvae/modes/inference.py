@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from jaxvae import metrics, options, outputs
+from jaxvae import directions, metrics, options, outputs
 from jaxvae.modes import common
 
 
@@ -113,25 +113,42 @@ def interpolate(run: options.Run, workdir: str, overwrite: bool = False) -> dict
   return summary
 
 
+def _direction(ctx, section):
+  """(direction [L], what it was computed from) for the edit: a CelebA attribute vector or the
+  difference of the two image sets."""
+  if section.attribute:
+    c = ctx.run.common
+    found = directions.load_or_compute(ctx.vae, c.celeba, section.split, section.max_images,
+                                       common.log)
+    i = found.names.index(section.attribute)
+    return found.get(section.attribute), {
+        "attribute": section.attribute, "celeba": c.celeba, "split": section.split,
+        "n_with": int(found.n_with[i]), "n_without": int(found.n_images - found.n_with[i])}
+  with_attr = common.read_inputs(section.with_images, ctx.vae.name)
+  without_attr = common.read_inputs(section.without_images, ctx.vae.name)
+  return ctx.vae.attribute_direction(with_attr.images, without_attr.images), {
+      "with_images": with_attr.names, "without_images": without_attr.names}
+
+
 def edit(run: options.Run, workdir: str, overwrite: bool = False) -> dict:
-  """Attribute arithmetic: decode(mu(x) + s * (mean mu(with_images) - mean mu(without_images)))."""
+  """Latent arithmetic: decode(mu(x) + s * direction) for each strength s; the direction is a
+  CelebA attribute vector (config.edit.attribute) or mean mu(with_images) - mean mu(without)."""
   section = run.section
   with outputs.OutputSet(workdir, "edit", common.files("edit"), overwrite) as out:
     ctx = common.setup(run)
     common.check_grid_size(len(ctx.inputs.images) * len(section.strengths), "the edits")
-    with_attr = common.read_inputs(section.with_images, ctx.vae.name)
-    without_attr = common.read_inputs(section.without_images, ctx.vae.name)
-    direction = ctx.vae.attribute_direction(with_attr.images, without_attr.images)
+    direction, source = _direction(ctx, section)
     strengths = np.asarray(section.strengths, np.float32)
     edited = np.asarray(ctx.vae.edit(ctx.inputs.images, direction, strengths,
                                      run.common.postprocess))
     tiles = np.concatenate([ctx.inputs.images[:, None], edited], axis=1)
-    out.write_png("edit.png", outputs.grid(tiles, ["input"] + [f"s={v:g}" for v in strengths],
-                                           [common.short(n) for n in ctx.inputs.names]))
+    label = f"{section.attribute} " if section.attribute else ""
+    out.write_png("edit.png", outputs.grid(
+        tiles, ["input"] + [f"{label}s={v:g}" for v in strengths],
+        [common.short(n) for n in ctx.inputs.names]))
     out.write_npz("edit.npz", names=np.array(ctx.inputs.names), inputs=ctx.inputs.images,
                   edited=edited, strengths=strengths, direction=np.asarray(direction))
-    summary = common.base_summary(ctx) | {
-        "with_images": with_attr.names, "without_images": without_attr.names,
+    summary = common.base_summary(ctx) | source | {
         "strengths": strengths.tolist(),
         "direction_norm": float(np.linalg.norm(np.asarray(direction)))}
     out.commit(summary)
