@@ -62,12 +62,17 @@ def get_config(model: str, checkpoint: str) -> ml_collections.ConfigDict:
       "std": "prior",
   })
   # --mode=evaluate: `checkpoints` adds models to compare (comma-separated); LPIPS backbone
-  # ("alexnet", "vgg16", or "" to skip); bootstrap resamples for the per-attribute intervals.
+  # ("alexnet", "vgg16", or "" to skip); bootstrap resamples for the per-attribute intervals;
+  # `fid`: FID and KID of the reconstructions and of as many prior samples against the inputs,
+  # with pytorch-fid's Inception-v3 (`fid_weights`: published name, downloaded and ported once,
+  # or a ported directory). FID needs more than 2048 images for a full-rank covariance.
   c.evaluate = ml_collections.ConfigDict({
       "checkpoints": "",
       "max_images": 1000,  # 0 = the whole split
       "lpips_net": "alexnet",
       "bootstrap": 2000,
+      "fid": False,
+      "fid_weights": "inception-fid",
   })
   # --mode=generate: num_variations variations of every source (config.celeba's split, else
   # config.input) streamed into <workdir>/generate/ shards of `shard_size` records ("array_record",

@@ -76,6 +76,8 @@ class Evaluate:
   max_images: int
   lpips_net: str  # "" = no LPIPS
   bootstrap: int
+  fid: bool  # FID and KID of reconstructions and prior samples against the inputs
+  fid_weights: str  # Inception-v3 weights: a published name or a ported directory
 
 
 @dataclasses.dataclass(frozen=True)
@@ -217,8 +219,12 @@ def _section(config: Mapping, mode: str, shared: Common) -> Any:
                         f"{net!r}")
     checkpoints = tuple(c.strip() for c in _str(config, "evaluate.checkpoints").split(",")
                         if c.strip())
+    use_fid = _get(config, "evaluate.fid")
+    if not isinstance(use_fid, bool):
+      raise ConfigError(f"config.evaluate.fid must be True or False, got {use_fid!r}")
     return Evaluate(checkpoints, _int(config, "evaluate.max_images", 0),
-                    net, _int(config, "evaluate.bootstrap", 0, 1_000_000))
+                    net, _int(config, "evaluate.bootstrap", 0, 1_000_000), use_fid,
+                    _str(config, "evaluate.fid_weights"))
   if mode == "generate":
     return _generate(config, shared)
   return None

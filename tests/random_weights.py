@@ -34,3 +34,17 @@ def randomize_flax(variables, seed: int = 0):
       return 0.5 + rng.random(a.shape, dtype=np.float32)
     return a
   return jax.tree_util.tree_map_with_path(leaf, variables)
+
+
+def random_inception(seed: int = 0):
+  """torch FID Inception-v3 (port.torch_ref): He-normal convolutions, random BatchNorm, so that
+  its features are far from trivial."""
+  import torch  # pylint: disable=import-outside-toplevel
+  from port.torch_ref import inception  # pylint: disable=import-outside-toplevel
+  torch.manual_seed(seed)
+  module = inception.FIDInceptionV3()
+  with torch.no_grad():
+    for m in module.modules():
+      if isinstance(m, torch.nn.Conv2d):
+        torch.nn.init.kaiming_normal_(m.weight)
+  return randomize_torch(module, seed)

@@ -98,3 +98,38 @@ def test_evaluate_wrong_root_is_a_clear_error(tmp_path, ported_dir):
                      f"--config.celeba={tmp_path / 'nowhere'}")
   assert result.returncode != 0 and "Traceback" not in result.stderr
   assert "nowhere" in result.stderr
+
+
+def test_evaluate_fid_and_kid_of_reconstructions_and_samples(tmp_path, ported_dir):
+  """--config.evaluate.fid: the inputs, their reconstructions and prior samples through the
+  Inception-v3 (random weights, ported); the reconstructions' FID equals pytorch-fid's distance
+  on the same features."""
+  import torch
+  from random_weights import random_inception
+  from torchvision_compat import import_torchvision
+  import_torchvision()  # pytorch-fid imports torchvision (see tests/torchvision_compat.py).
+  from pytorch_fid.fid_score import calculate_frechet_distance
+  from jaxvae import api
+  from jaxvae.nets import inception
+  from port import api as port_api
+  src = tmp_path / "inception.pth"
+  torch.save(random_inception().state_dict(), src)
+  weights = port_api.port("inception", str(src), str(tmp_path / "inception")).out_dir
+  ckpt = ported_dir("l32-100.pt")
+  out = tmp_path / "eval"
+  result = _evaluate(out, ckpt, "--config.evaluate.lpips_net=", "--config.evaluate.fid=True",
+                     f"--config.evaluate.fid_weights={weights}")
+  assert result.returncode == 0, result.stderr
+  assert "needs more than 2048 images" in result.stderr or "2048" in result.stderr
+  scores = json.load(open(out / "metrics.json"))["models"]["betavae-l32"]["fid"]
+  assert scores["n"] == 2 and scores["warnings"]
+  vae = api.load(ckpt)
+  x = vae.load_images("")
+  variables = inception.load(weights)
+  real, recon = (inception.features(variables, a).astype(np.float64)
+                 for a in (x, np.asarray(vae.reconstruct(x))))
+  want = calculate_frechet_distance(real.mean(0), np.cov(real, rowvar=False),
+                                    recon.mean(0), np.cov(recon, rowvar=False))
+  assert scores["reconstructions"]["fid"] == pytest.approx(want, rel=1e-4)
+  assert np.isfinite(scores["samples"]["fid"]) and scores["samples"]["fid"] > 0
+  assert "FID and KID" in (out / "report.md").read_text()

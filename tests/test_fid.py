@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conftest import run_cli
-from random_weights import randomize_torch
+from random_weights import random_inception, randomize_torch
 from torchvision_compat import import_torchvision
 from jaxvae import checkpoint, fid
 from jaxvae.nets import inception
@@ -21,21 +21,10 @@ FEATURE_TOL = 1e-4  # Issue 17: ||flax - pytorch-fid|| / ||pytorch-fid|| per ima
 DISTANCE_TOL = 1e-6  # Issue 17: FID relative to pytorch-fid's calculate_frechet_distance.
 
 
-def _he_random_inception(seed=0):
-  """torch FID Inception-v3: He-normal convolutions, random BatchNorm (non-trivial features)."""
-  torch.manual_seed(seed)
-  module = torch_inception.FIDInceptionV3()
-  with torch.no_grad():
-    for m in module.modules():
-      if isinstance(m, torch.nn.Conv2d):
-        torch.nn.init.kaiming_normal_(m.weight)
-  return randomize_torch(module, seed)
-
-
 @pytest.fixture(scope="module")
 def inception_pth(tmp_path_factory):
   path = tmp_path_factory.mktemp("inception") / "random-inception.pth"
-  torch.save(_he_random_inception().state_dict(), path)
+  torch.save(random_inception().state_dict(), path)
   return str(path)
 
 

@@ -18,20 +18,22 @@ import jax
 import numpy as np
 
 from jaxvae import api, bias, celeba, metrics, options, outputs, postprocess
-from jaxvae.evaluate import dataset, report
+from jaxvae.evaluate import dataset, fid_scores, report
 from jaxvae.modes import common
 
 CACHE = "evaluate_cache"
 FILES = ("metrics.json", "report.md", "evaluate_models.png")
 
 
-def _score_batch(vae: api.VAE, x: np.ndarray, key, run: options.Run, net: str | None) -> dict:
-  """Per-image scores of one (padded) batch: {name: [B]}."""
+def _score_batch(vae: api.VAE, x: np.ndarray, key, run: options.Run, net: str | None,
+                 fids: fid_scores.Accumulator | None) -> dict:
+  """Per-image scores of one (padded) batch: {name: [B]}, and `fid/<set>` features [B, 2048]."""
   c = run.common
   recon = vae.reconstruct(x)
+  out = {} if fids is None else fids.batch_features(vae, x, recon, jax.random.fold_in(key, 1))
   var = vae.variations(x, c.num_variations, key, temperature=c.temperature,
                        input_noise_std=c.input_noise_std, sampling_rule=c.sampling_rule)
-  out = {f"deterministic/{k}": v for k, v in metrics.reconstruction_metrics(x, recon, net).items()}
+  out |= {f"deterministic/{k}": v for k, v in metrics.reconstruction_metrics(x, recon, net).items()}
   out |= {f"sampled/{k}": v for k, v in metrics.reconstruction_metrics(x, var[:, 0], net).items()}
   if c.postprocess:
     post = jax.jit(postprocess.build_pipeline(c.postprocess))(recon)
@@ -54,15 +56,17 @@ def _open_cache(cache: str, manifest: dict) -> None:
 
 
 def _evaluate_model(vae: api.VAE, label: str, ds: dataset.Dataset, run: options.Run,
-                    cache: str) -> dict:
-  """Per-image scores of every image, resuming from finished batches in `cache`."""
+                    cache: str, fids: fid_scores.Accumulator | None) -> dict:
+  """Per-image scores of every image, resuming from finished batches in `cache`; FID features
+  stream into `fids`."""
   c, net = run.common, run.section.lpips_net or None
   _open_cache(cache, {
       "checkpoint": os.path.abspath(vae.checkpoint_dir), "images": ds.description,
       "n": len(ds.names), "batch_size": c.batch_size, "seed": c.seed,
       "num_variations": c.num_variations, "temperature": c.temperature,
       "input_noise_std": c.input_noise_std, "sampling_rule": c.sampling_rule,
-      "postprocess": c.postprocess, "lpips_net": run.section.lpips_net})
+      "postprocess": c.postprocess, "lpips_net": run.section.lpips_net,
+      "fid_weights": run.section.fid_weights if fids else ""})
   bs, n = c.batch_size, len(ds.names)
   parts, resumed, start = [], 0, time.perf_counter()
   try:
@@ -70,16 +74,16 @@ def _evaluate_model(vae: api.VAE, label: str, ds: dataset.Dataset, run: options.
       path = os.path.join(cache, f"batch_{b:05d}.npz")
       if os.path.exists(path):
         with np.load(path) as f:
-          parts.append(dict(f))
+          parts.append(_without_features(dict(f), fids))
         resumed += 1
         continue
       pad = bs - len(indices)  # A fixed batch shape compiles once.
       x = np.concatenate([images, np.repeat(images[-1:], pad, 0)]) if pad else images
       key = jax.random.fold_in(jax.random.key(c.seed), b)
-      scores = {k: v[: len(indices)] for k, v in _score_batch(vae, x, key, run, net).items()}
+      scores = {k: v[: len(indices)] for k, v in _score_batch(vae, x, key, run, net, fids).items()}
       scores["index"] = np.asarray(indices)
       outputs.write_npz(path, **scores)
-      parts.append(scores)
+      parts.append(_without_features(scores, fids))
       done = sum(len(p["index"]) for p in parts)
       rate = (done - resumed * bs) / max(time.perf_counter() - start, 1e-9)
       common.log(f"[{label}] batch {b + 1}/{-(-n // bs)}: {done}/{n} images "
@@ -93,6 +97,13 @@ def _evaluate_model(vae: api.VAE, label: str, ds: dataset.Dataset, run: options.
   scores = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
   order = np.argsort(scores.pop("index"), kind="stable")
   return {k: v[order] for k, v in scores.items()}
+
+
+def _without_features(batch: dict, fids: fid_scores.Accumulator | None) -> dict:
+  """The per-image scores of a batch; its FID features go into `fids` (streamed, not kept)."""
+  if fids is not None:
+    fids.update(batch, len(batch["index"]))
+  return {k: v for k, v in batch.items() if not k.startswith("fid/")}
 
 
 def _summarize(scores: dict) -> dict:
@@ -137,9 +148,13 @@ def _evaluate_one(ckpt: str, taken: set, run: options.Run, out: outputs.OutputSe
   label = dataset.label(ckpt, vae.metadata, taken)
   ds = dataset.open_dataset(run, vae.name, common.log)
   t0 = time.perf_counter()
-  scores = _evaluate_model(vae, label, ds, run, os.path.join(cache_root, label))
+  fids = (fid_scores.Accumulator(run.section.fid_weights, common.log) if run.section.fid
+          else None)
+  scores = _evaluate_model(vae, label, ds, run, os.path.join(cache_root, label), fids)
   result = {"checkpoint": ckpt, "model": vae.name, "n": len(ds.names),
             "seconds": time.perf_counter() - t0, "metrics": _summarize(scores)}
+  if fids is not None:
+    result["fid"] = fids.scores(common.log)
   mse = scores["deterministic/mse"]
   report.faces(out.path(f"evaluate_faces_{label}.png"), vae, ds, mse)
   if ds.attributes is not None:
@@ -165,6 +180,8 @@ def evaluate(run: options.Run, workdir: str, overwrite: bool = False) -> dict:
     summary = {"data": description, "seconds": time.perf_counter() - start, "models": results}
     outputs.write_json(out.path("metrics.json"), summary)
     out.commit({label: {k: v["mean"] for k, v in r["metrics"].items()}
+                | {f"{k}/{m}": v for k, d in r.get("fid", {}).items() if isinstance(d, dict)
+                   for m, v in d.items() if m in ("fid", "kid_mean")}
                 for label, r in results.items()})
   common.log(f"wrote {workdir}/metrics.json, report.md and figures")
   return summary

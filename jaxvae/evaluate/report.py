@@ -86,6 +86,23 @@ def faces(path: str, vae, ds, mse: np.ndarray, k: int = 8) -> None:
   outputs.write_png(path, outputs.grid(np.stack(rows), row_labels=labels, captions=captions))
 
 
+def fid_table(results: dict) -> list[str]:
+  """Markdown rows of FID and KID (x 1000), when evaluate computed them."""
+  rows = [(label, r["fid"]) for label, r in results.items() if "fid" in r]
+  if not rows:
+    return []
+  lines = ["", "FID and KID (pytorch-fid's Inception-v3 pool3 features) against the inputs; "
+           "KID x 1000, mean +- std over subsets:", "",
+           "| model | images | reconstructions FID | KID | prior samples FID | KID |",
+           "|---|---|---|---|---|---|"]
+  for label, f in rows:
+    cells = [f"{f[s]['fid']:.2f} | {1000 * f[s]['kid_mean']:.2f} +- {1000 * f[s]['kid_std']:.2f}"
+             for s in ("reconstructions", "samples")]
+    lines.append(f"| {label} | {f['n']} | {cells[0]} | {cells[1]} |")
+  lines += [f"- {w}" for w in dict.fromkeys(w for _, f in rows for w in f["warnings"])]
+  return lines
+
+
 def report(results: dict, ds_description: str, run: options.Run) -> str:
   """report.md: models table, diversity, per-attribute tables with their caveats, figures."""
   c, section = run.common, run.section
@@ -112,6 +129,7 @@ def report(results: dict, ds_description: str, run: options.Run) -> str:
             "| model | pixel RMS distance | LPIPS |", "|---|---|---|"]
   for label, r in results.items():
     lines.append(f"| {label} | {stat(r, 'diversity/pixel')} | {stat(r, 'diversity/lpips')} |")
+  lines += fid_table(results)
   for label, r in results.items():
     if "bias" not in r:
       continue

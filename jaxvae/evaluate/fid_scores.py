@@ -1,0 +1,45 @@
+"""FID and KID inside --mode=evaluate: Inception features of the inputs, their reconstructions and
+as many prior samples, streamed batch by batch into running statistics (jaxvae.fid)."""
+
+import warnings
+from typing import Any, Callable
+
+import numpy as np
+
+from jaxvae import fid
+from jaxvae.nets import inception
+
+SETS = ("real", "reconstructions", "samples")  # Compared: real with each of the others.
+
+
+class Accumulator:
+  """Per-set FeatureSets; batch features are also what the resume cache stores (`fid/<set>`)."""
+
+  def __init__(self, weights_spec: str, log: Callable[[str], None]):
+    self.variables = inception.load(weights_spec, log)
+    self.sets = {name: fid.FeatureSet(seed=i) for i, name in enumerate(SETS)}
+
+  def batch_features(self, vae, x: np.ndarray, recon: Any, key) -> dict[str, np.ndarray]:
+    """{`fid/<set>`: [B, 2048]} for the batch: the inputs, their reconstructions, B samples."""
+    images = {"real": x, "reconstructions": np.asarray(recon),
+              "samples": np.asarray(vae.sample(len(x), key))}
+    return {f"fid/{name}": inception.features(self.variables, images[name]) for name in SETS}
+
+  def update(self, batch: dict[str, np.ndarray], n: int) -> None:
+    """Adds the first `n` rows (the batch without its padding) of each set's features."""
+    for name in SETS:
+      self.sets[name].update(batch[f"fid/{name}"][:n])
+
+  def scores(self, log: Callable[[str], None]) -> dict[str, Any]:
+    """{"reconstructions": {fid, kid_mean, kid_std}, "samples": {...}, "n": N}; warnings logged."""
+    result: dict[str, Any] = {"n": self.sets["real"].n}
+    with warnings.catch_warnings(record=True) as caught:
+      warnings.simplefilter("always")
+      for name in SETS[1:]:
+        s = fid.scores(self.sets["real"], self.sets[name])
+        result[name] = {"fid": s.fid, "kid_mean": s.kid.mean, "kid_std": s.kid.std,
+                        "kid_subset_size": s.kid.subset_size}
+    for message in dict.fromkeys(str(w.message) for w in caught):
+      log(f"warning: {message}")
+    result["warnings"] = list(dict.fromkeys(str(w.message) for w in caught))
+    return result
