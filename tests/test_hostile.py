@@ -292,3 +292,18 @@ def test_sigint_during_variations_writes_nothing_and_does_not_block_a_rerun(tmp_
   again = _main(ported_dir("l32-100.pt"), out, "variations", f"--config.input={faces}",
                 "--config.num_variations=2")
   assert again.returncode == 0, again.stderr
+
+
+def test_cached_port_without_digests_is_ported_again(tmp_path, monkeypatch):
+  from conftest import BETA_VAE_DIR
+  from jaxvae import weights
+  shared_file("l32-100.pt")
+  monkeypatch.setenv("JAXVAE_CACHE", str(tmp_path / "cache"))
+  monkeypatch.setenv("JAXVAE_MIRROR", BETA_VAE_DIR)
+  out = weights.ensure_ported("betavae-l32")
+  meta_path = os.path.join(out, checkpoint.METADATA_FILE)
+  meta = json.load(open(meta_path))
+  del meta["digests"]  # As a port written before digests existed.
+  json.dump(meta, open(meta_path, "w"))
+  assert weights.ensure_ported("betavae-l32") == out
+  assert "digests" in json.load(open(meta_path))  # Ported again, now verifiable.
