@@ -22,6 +22,10 @@ def get_config(model: str, checkpoint: str) -> ml_collections.ConfigDict:
   c.checkpoint = checkpoint
   # Comma-separated files, folders and globs; empty = the bundled public-domain portraits.
   c.input = ""
+  # Faces in photos (jaxvae/faces): "auto" aligns every photo that is not a 178x218 aligned
+  # CelebA image into CelebA's frame (MTCNN landmarks, CelebA's own alignment; several faces
+  # become several inputs photo.jpg#1, ...); "celeba" aligns every image; "off" crops as it is.
+  c.align = "auto"
   # A CelebA root folder (official layout or CSV variant) or "tfds[:celeb_a]"; read by the modes
   # that take a dataset (evaluate) instead of `input` when set.
   c.celeba = ""

@@ -85,9 +85,11 @@ class VAE:
                             input_noise_std=float(input_noise_std), rule=rule,
                             chunk_size=self.chunk_size, postprocess=postprocess)
 
-  def load_images(self, spec: str, log: Callable[[str], None] = lambda s: None) -> np.ndarray:
-    """Files, folders, globs or bundled:<name> portraits, cropped as this model was trained."""
-    inputs = data.load(spec, models.get_info(self.name).celeba_box)
+  def load_images(self, spec: str, align: str = "auto",
+                  log: Callable[[str], None] = lambda s: None) -> np.ndarray:
+    """Files, folders, globs or bundled:<name> portraits, faces aligned as CelebA's (`align`, see
+    jaxvae.data.load_faces) and cropped as this model was trained: [N, 64, 64, 3] in [0, 1]."""
+    inputs = data.load(spec, models.get_info(self.name).celeba_box, align=align)
     for path, why in inputs.skipped:
       log(f"warning: skipped {path}: {why}")
     return inputs.images

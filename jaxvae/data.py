@@ -140,6 +140,7 @@ def preprocess(rgb: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
 
 
 def load_one(name: str, celeba_box: tuple[int, int, int, int]) -> np.ndarray:
+  """One input, cropped without face detection (the bundled portraits by their hand boxes)."""
   if name.startswith(BUNDLED_PREFIX):
     loader, box = BUNDLED[name[len(BUNDLED_PREFIX):]]
     return preprocess(loader(), box)
@@ -147,15 +148,36 @@ def load_one(name: str, celeba_box: tuple[int, int, int, int]) -> np.ndarray:
   return preprocess(rgb, crop_box(rgb.shape[1], rgb.shape[0], celeba_box))
 
 
+def load_faces(name: str, celeba_box: tuple[int, int, int, int],
+               align: str = "off") -> list[tuple[str, np.ndarray]]:
+  """(name, [64, 64, 3] image) of every face an input yields under `align` (jaxvae.faces):
+
+  off: the image cropped as it is. auto: aligned 178x218 CelebA images as they are, every other
+  photo detected and aligned into CelebA's frame first (several faces: name#1, name#2, ...; none:
+  a ValueError naming it); the bundled portraits keep their hand-framed boxes. celeba: every
+  image, bundled ones too, detected and aligned. Then the model's CelebA crop.
+  """
+  bundled = name.startswith(BUNDLED_PREFIX)
+  if align == "off" or (bundled and align == "auto"):
+    return [(name, load_one(name, celeba_box))]
+  from jaxvae.faces import pipeline  # pylint: disable=import-outside-toplevel  (loads MTCNN)
+  rgb = BUNDLED[name[len(BUNDLED_PREFIX):]][0]() if bundled else decode(name)
+  key = pipeline.array_key(rgb) if bundled else pipeline.file_key(name)
+  return [(n, preprocess(im, crop_box(im.shape[1], im.shape[0], celeba_box)))
+          for n, im in pipeline.prepare(name, rgb, align, key)]
+
+
 def load(spec: str | Sequence[str], celeba_box: tuple[int, int, int, int],
-         progress: Callable[[int, int], None] | None = None) -> Inputs:
-  """Reads every image named by `spec`; unreadable files are skipped and reported by name."""
+         progress: Callable[[int, int], None] | None = None, align: str = "off") -> Inputs:
+  """Reads every image named by `spec` (faces found under `align`, see load_faces); unreadable
+  files, photos without a face and images too small are skipped and reported by name."""
   names, images, skipped = [], [], []
   files = expand(spec)
   for i, name in enumerate(files):
     try:
-      images.append(load_one(name, celeba_box))
-      names.append(name)
+      for face_name, image in load_faces(name, celeba_box, align):
+        images.append(image)
+        names.append(face_name)
     except (InputError, OSError, ValueError) as e:
       skipped.append((name, str(e) or type(e).__name__))
     if progress is not None:

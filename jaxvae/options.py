@@ -11,6 +11,7 @@ from typing import Any, Mapping
 MODES = ("reconstruct", "variations", "sample", "interpolate", "edit", "enhance", "evaluate",
          "generate", "traverse")
 SAMPLING_RULES = ("per_sample", "pvae_shared")
+ALIGN_MODES = ("auto", "celeba", "off")
 INTERPOLATIONS = ("linear", "slerp")
 LPIPS_NETS = ("alexnet", "vgg16")
 MAX_SEED = 2**32 - 1  # jax.random.key takes a uint32 seed (without jax_enable_x64).
@@ -30,6 +31,7 @@ class Common:
   model_fields: tuple[tuple[str, Any], ...]  # shape-free module fields, e.g. output_activation
   checkpoint: str
   input: str
+  align: str  # auto | celeba | off (jaxvae.data.load_faces)
   celeba: str
   split: str
   seed: int
@@ -167,7 +169,8 @@ def common(config: Mapping) -> Common:
   temperature = _float(config, "temperature", lo=0.0)
   return Common(
       model=name, model_fields=fields, checkpoint=_str(config, "checkpoint"),
-      input=_str(config, "input"), celeba=_str(config, "celeba"), split=_str(config, "split"),
+      input=_str(config, "input"), align=_choice(config, "align", ALIGN_MODES),
+      celeba=_str(config, "celeba"), split=_str(config, "split"),
       seed=_int(config, "seed", 0, MAX_SEED), postprocess=_postprocess(config),
       chunk_size=_int(config, "chunk_size", 0), batch_size=_int(config, "batch_size", 1, 65536),
       num_variations=_int(config, "num_variations", 1, MAX_GRID_IMAGES),

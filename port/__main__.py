@@ -3,6 +3,9 @@ r"""Converts a published checkpoint into a jaxvae Orbax checkpoint.
   python -m port --model=betavae --source=betavae-l200 --out=ckpt/betavae-l200 --verify
   python -m port --model=betavae --source=path/to/100.pt --out=DIR [--force]
   python -m port --model=pvae --source=pvae.weights.h5 --out=DIR --verify
+  python -m port --source=mtcnn --out=DIR --verify          # face detection (facenet-pytorch wheel)
+  python -m port --source=inception-fid --out=DIR --verify  # FID's Inception-v3
+  python -m port --source=vgg19-imagenet --out=DIR --verify # DFC-VAE perceptual loss
 
 --source is a published name, an http(s)/file URL, or a local .pt/.pth/.safetensors file; for
 pvae, Keras weights: .weights.h5 or .keras (Keras 3), .h5 (Keras 2 save_weights or model.save),

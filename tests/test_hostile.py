@@ -234,7 +234,7 @@ def test_grid_modes_cap_what_they_hold_and_point_to_generate(tmp_path, ported_di
   faces = tmp_path / "faces"
   faces.mkdir()
   for i in range(5):
-    Image.fromarray(np.full((64, 64, 3), 40 * i, np.uint8)).save(faces / f"{i}.png")
+    Image.fromarray(np.full((218, 178, 3), 40 * i, np.uint8)).save(faces / f"{i}.png")
   result = _main(ported_dir("l32-100.pt"), tmp_path / "out", "variations",
                  f"--config.input={faces}", "--config.num_variations=1000")
   _clean_failure(result, "5 inputs x 1000 variations would draw 5000 images", "--mode=generate")

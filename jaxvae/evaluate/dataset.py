@@ -26,7 +26,7 @@ def open_dataset(run: options.Run, model_name: str, log: Callable[[str], None]) 
     return Dataset(f"CelebA {c.split} split of {c.celeba} ({len(ds)} images)",
                    [str(n) for n in ds.names], np.asarray(ds.attributes),
                    lambda bs: ((b.indices, b.images) for b in ds.batches(bs)), ds.load_image)
-  inputs = data.load(c.input, box)
+  inputs = data.load(c.input, box, align=c.align)
   for path, why in inputs.skipped:
     log(f"warning: skipped {path}: {why}")
   images = inputs.images[: max_images or None]

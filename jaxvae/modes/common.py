@@ -45,8 +45,8 @@ def load_vae(common: options.Common) -> api.VAE:
   return api.load(ckpt, common.chunk_size, **dict(common.model_fields))
 
 
-def read_inputs(spec: str, model_name: str) -> data.Inputs:
-  inputs = data.load(spec, models.get_info(model_name).celeba_box, _progress)
+def read_inputs(spec: str, model_name: str, align: str) -> data.Inputs:
+  inputs = data.load(spec, models.get_info(model_name).celeba_box, _progress, align)
   for path, why in inputs.skipped:
     log(f"warning: skipped {path}: {why}")
   return inputs
@@ -62,7 +62,8 @@ def check_grid_size(images: int, what: str) -> None:
 
 
 def setup(run: options.Run, with_inputs: bool = True) -> Context:
-  inputs = read_inputs(run.common.input, run.common.model) if with_inputs else None
+  inputs = (read_inputs(run.common.input, run.common.model, run.common.align) if with_inputs
+            else None)
   return Context(run, load_vae(run.common), inputs)
 
 

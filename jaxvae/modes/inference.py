@@ -124,8 +124,9 @@ def _direction(ctx, section):
     return found.get(section.attribute), {
         "attribute": section.attribute, "celeba": c.celeba, "split": section.split,
         "n_with": int(found.n_with[i]), "n_without": int(found.n_images - found.n_with[i])}
-  with_attr = common.read_inputs(section.with_images, ctx.vae.name)
-  without_attr = common.read_inputs(section.without_images, ctx.vae.name)
+  align = ctx.run.common.align
+  with_attr = common.read_inputs(section.with_images, ctx.vae.name, align)
+  without_attr = common.read_inputs(section.without_images, ctx.vae.name, align)
   return ctx.vae.attribute_direction(with_attr.images, without_attr.images), {
       "with_images": with_attr.names, "without_images": without_attr.names}
 
