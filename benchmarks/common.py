@@ -1,5 +1,5 @@
 """Shared pieces of the benchmarks: models with weights in both frameworks, torch pipelines
-(original and reformulated), the fast-path wiring of jaxvae.sampling, FLOP counts and timing.
+(original and reformulated), FLOP counts and timing.
 
 Import jax only after XLA_FLAGS is final (benchmarks/generation.py sets it first).
 """
@@ -177,7 +177,8 @@ def build_pair(name: str, seed: int = 0, betavae_checkpoint: str | None = BETAVA
 
 
 class TorchFast:
-  """The same exact reformulation as jaxvae.fast (folded BN, dense1, phase convs) in torch.
+  """The same exact reformulation as jaxvae.fast's recipes (jaxvae/fast/<model>.py: folded BN,
+  dense1, phase convs, Karatsuba and Winograd forms of jaxvae/fast/products.py) in torch.
 
   jaxvae's scatter-form layers (zero padding: one matmul per input pixel + overlap-add) are
   torch's native ConvTranspose2d k4 s2 with the equivalent kernel; the phase convs (DFC-VAE's edge
@@ -257,7 +258,7 @@ class TorchFast:
     dk, db = self.dense
     x = z @ dk + db
     fmt = torch.channels_last if self.channels_last else torch.contiguous_format
-    if self.is_vanilla:  # Tile-planar, channels last, as jaxvae.fast (channels_last moot).
+    if self.is_vanilla:  # Tile-planar, channels last, as jaxvae.fast.vanilla (CL moot).
       x = F.relu(x).view(-1, 2, 2, 4, 4, 128)
       x = [[x[:, 0, 0], x[:, 0, 1]], [x[:, 1, 0], x[:, 1, 1]]]
       for i, (k, b, _) in enumerate(self.ups):
@@ -283,7 +284,7 @@ class TorchFast:
 
 
 def _torch_karatsuba_outputs(p, q: int, dim: int):
-  """jaxvae.fast._karatsuba_outputs in torch."""
+  """jaxvae.fast.products._karatsuba_outputs in torch."""
   import torch.nn.functional as F
   p0, p1, p2 = p
   middle = p2 - p0 - p1
@@ -295,14 +296,14 @@ def _torch_karatsuba_outputs(p, q: int, dim: int):
 
 
 def _torch_interleave(planes):
-  """jaxvae.fast._interleave in torch."""
+  """jaxvae.fast.kernels.interleave in torch."""
   import torch
   n, h, w, c = planes[0][0].shape
   return torch.stack([torch.stack(row, 3) for row in planes], 2).reshape(n, 2 * h, 2 * w, c)
 
 
 def _torch_karatsuba_up(x, kernel, bias, act):
-  """jaxvae.fast._karatsuba_up in torch (torch.bmm for the 9 products)."""
+  """jaxvae.fast.products.karatsuba_up in torch (torch.bmm for the 9 products)."""
   import torch
   n, h, w, c_in = x[0][0].shape
   pairs = (x[0], x[1], [x[0][0] + x[1][0], x[0][1] + x[1][1]])
@@ -320,7 +321,7 @@ def _torch_karatsuba_up(x, kernel, bias, act):
 
 
 def _torch_winograd_conv(x, kernel):
-  """jaxvae.fast._winograd_conv in torch: x [n, h, w, C_in] -> [n, h/2, w/2, C_out]."""
+  """jaxvae.fast.products.winograd_conv in torch: x [n, h, w, C_in] -> [n, h/2, w/2, C_out]."""
   import torch
   import torch.nn.functional as F
   n, h, w, c = x.shape

@@ -1,8 +1,9 @@
 """What JAX's persistent compilation cache saves on the first call of a mode, in fresh processes.
 
 Each measurement is a new Python process (as repeated runs of main.py are): load a checkpoint,
-fold its weights (jaxvae.fast.prepare), then the first calls of sampling.reconstruct and
-sampling.variations (B faces x K), with the fast path and jaxvae.schedule's XLA flags. Runs:
+make a `jaxvae.api.VAE` of it (folds the weights for the fast path, jaxvae.fast.prepare_jit, and
+resolves the model's chunk size, jaxvae.chunking.resolve), then the first calls of its
+reconstruct and variations (B faces x K), with jaxvae.schedule's XLA flags. Runs:
   no cache | cache, cold (empty dir) | cache, warm (same dir again)
 for the default thresholds (only compiles over 1 s are written) and for
 jax_persistent_cache_min_compile_time_secs=0 (everything written). Then `main.py --mode=variations`
@@ -10,6 +11,7 @@ end to end, with main.py's own cache (jaxvae.schedule.enable_compilation_cache) 
 fresh directory through JAXVAE_COMPILATION_CACHE (0 turns it off).
 
   python benchmarks/compile_cache.py [--model=betavae] [--main]
+  python benchmarks/compile_cache.py --quick    # no main.py runs, B=16
 """
 
 import argparse
@@ -37,7 +39,7 @@ def child(ckpt: str, cache_dir: str, min_compile_s: float | None, batch: int, nu
     if min_compile_s is not None:
       jax.config.update("jax_persistent_cache_min_compile_time_secs", min_compile_s)
       jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-  from jaxvae import checkpoint, fast, sampling
+  from jaxvae import api, checkpoint
   times = {"import": time.perf_counter() - t_import}
 
   def timed(label, fn):
@@ -47,11 +49,13 @@ def child(ckpt: str, cache_dir: str, min_compile_s: float | None, batch: int, nu
     return out
 
   loaded = timed("load checkpoint", lambda: checkpoint.load(ckpt))
-  model = loaded.model
-  params = timed("prepare (first call)", lambda: fast.prepare_jit(model, loaded.variables))
+  start = time.perf_counter()
+  vae = api.VAE(loaded.metadata["model"], loaded.model, loaded.variables, loaded.metadata, ckpt)
+  jax.block_until_ready(vae.params)
+  times["prepare (first call)"] = time.perf_counter() - start
   images = jax.random.uniform(jax.random.key(0), (batch, 64, 64, 3))
-  timed("reconstruct (first call)", lambda: sampling.reconstruct(model, params, images))
-  run = lambda: sampling.variations(model, params, images, jax.random.key(1), num)
+  timed("reconstruct (first call)", lambda: vae.reconstruct(images))
+  run = lambda: vae.variations(images, num, seed=1)
   timed("variations (first call)", run)
   timed("variations (second call)", run)
   times["process total"] = time.perf_counter() - START
@@ -91,15 +95,20 @@ def dir_size(path: str) -> tuple[int, int]:
 def main():
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   ap.add_argument("--model", default="betavae")
-  ap.add_argument("--batch", type=int, default=64)
+  ap.add_argument("--batch", type=int, default=None, help="faces B (default 64; 16 with --quick)")
   ap.add_argument("--variations", type=int, default=10)
-  ap.add_argument("--main", action=argparse.BooleanOptionalAction, default=True,
-                  help="also time main.py --mode=variations end to end")
+  ap.add_argument("--main", action=argparse.BooleanOptionalAction, default=None,
+                  help="also time main.py --mode=variations end to end (default on)")
+  ap.add_argument("--quick", action="store_true",
+                  help="a fast check: B=16 and no main.py runs unless given")
   ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
   ap.add_argument("--ckpt", help=argparse.SUPPRESS)
   ap.add_argument("--cache-dir", default="", help=argparse.SUPPRESS)
   ap.add_argument("--min-compile-s", type=float, default=None, help=argparse.SUPPRESS)
   args = ap.parse_args()
+  if args.main is None:
+    args.main = not args.quick
+  args.batch = args.batch or (16 if args.quick else 64)
   if args.child:
     return child(args.ckpt, args.cache_dir, args.min_compile_s, args.batch, args.variations)
 

@@ -4,8 +4,11 @@ For each model, on the same B faces and the same noise (B x K variations, encode
   - torch original, straightforward: eval, inference_mode, NCHW, one batch;
   - torch original, best configuration: channels_last or not x chunk size, searched;
   - torch with jaxvae's exact reformulation (folded BN, phase convs, dense1), best layout x chunk;
-  - jaxvae.sampling.variations on the fast path (jaxvae/fast.py), schedule chosen automatically
-    (jaxvae/schedule.py), and with the best chunk size found here;
+  - ONNX Runtime on the torch originals exported with torch.onnx.export (benchmarks/onnx_peer.py),
+    best chunk size (--onnx; needs onnxruntime==1.31.1 and onnx==1.23.2);
+  - jaxvae.sampling.variations on the fast path (jaxvae/fast/, one recipe per model), with the
+    model's default chunk size (jaxvae.chunking.resolve(0, name), as jaxvae.api runs it) and with
+    the best chunk size found here;
   - jaxvae.sampling.variations on the reference flax modules (--reference), for scale.
 Warm-up first, then all configurations take turns for --repeats rounds (load from other
 processes hits them alike); medians. Outputs are compared (max abs diff on [0, 1] images).
@@ -14,6 +17,7 @@ formulation, achieved GFLOP/s, first-call (compile) times, and the post-processi
 JAX vs per image in OpenCV/PIL. A Markdown table comes last.
 
   python benchmarks/generation.py [--models=vanilla,betavae,dfcvae,pvae] [--repeats=7]
+  python benchmarks/generation.py --quick     # 3 rounds, small searches, no extras
 
 XLA_FLAGS: unless JAXVAE_XLA_FLAGS=0, the script adds jaxvae.schedule's CPU flags to XLA_FLAGS
 before importing jax (--xla_cpu_experimental_ynn_fusion_type=dot, and on a multi-core machine
@@ -34,22 +38,45 @@ import common  # pylint: disable=wrong-import-position  (imports no jax)
 from jaxvae import schedule  # pylint: disable=wrong-import-position  (imports no jax)
 
 
+# Defaults of the options that --quick changes: (full run, --quick).
+SEARCH_DEFAULTS = {"repeats": (7, 3), "torch_chunks": ("4,8,16,32,64,128,0", "16,64,0"),
+                   "jax_chunks": ("8,16,32", ""), "reference": (True, False),
+                   "postprocess_images": (128, 0)}
+
+
 def parse_args():
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   ap.add_argument("--models", default=",".join(common.MODEL_NAMES))
-  ap.add_argument("--repeats", type=int, default=7, help="timed rounds (medians)")
+  ap.add_argument("--quick", action="store_true",
+                  help="a fast check: " + ", ".join(
+                      f"{k}={v[1]!r}" for k, v in SEARCH_DEFAULTS.items()) + " unless given")
+  ap.add_argument("--repeats", type=int, help="timed rounds (medians); default 7")
   ap.add_argument("--batch", type=int, default=64, help="faces B")
   ap.add_argument("--variations", type=int, default=10, help="variations K per face")
-  ap.add_argument("--torch-chunks", default="4,8,16,32,64,128,0",
-                  help="torch chunk sizes to search (0 = one batch)")
-  ap.add_argument("--jax-chunks", default="8,16,32", help="jaxvae chunk sizes to search")
+  ap.add_argument("--torch-chunks",
+                  help="torch and ONNX Runtime chunk sizes to search (0 = one batch); default "
+                       "4,8,16,32,64,128,0")
+  ap.add_argument("--jax-chunks", help="jaxvae chunk sizes to search besides the model's default "
+                                       "(default 8,16,32; '' = none)")
   ap.add_argument("--host-devices", type=int, default=None,
                   help="CPU host devices for jaxvae (default: jaxvae.schedule's choice)")
-  ap.add_argument("--reference", action=argparse.BooleanOptionalAction, default=True,
-                  help="also time jaxvae on the reference flax modules")
-  ap.add_argument("--postprocess-images", type=int, default=128,
-                  help="images for the post-processing comparison (0 = skip)")
-  return ap.parse_args()
+  ap.add_argument("--reference", action=argparse.BooleanOptionalAction, default=None,
+                  help="also time jaxvae on the reference flax modules (default on)")
+  ap.add_argument("--onnx", action=argparse.BooleanOptionalAction, default=True,
+                  help="also time ONNX Runtime on the exported torch originals")
+  ap.add_argument("--ort-threads", type=int, default=None,
+                  help="ONNX Runtime intra-op threads (default: the cores, as torch)")
+  ap.add_argument("--postprocess-images", type=int, default=None,
+                  help="images for the post-processing comparison (0 = skip; default 128)")
+  args = ap.parse_args()
+  for name, (full, quick) in SEARCH_DEFAULTS.items():
+    if getattr(args, name) is None:
+      setattr(args, name, quick if args.quick else full)
+  return args
+
+
+def int_list(text: str) -> list[int]:
+  return [int(c) for c in text.split(",") if c.strip()]
 
 
 ARGS = parse_args()
@@ -60,7 +87,9 @@ import jax.numpy as jnp  # pylint: disable=wrong-import-position
 import numpy as np  # pylint: disable=wrong-import-position
 import torch  # pylint: disable=wrong-import-position
 
-from jaxvae import fast, models, sampling  # pylint: disable=wrong-import-position
+from jaxvae import chunking, fast, models, sampling  # pylint: disable=wrong-import-position
+
+import onnx_peer  # pylint: disable=wrong-import-position  (imports onnxruntime lazily)
 
 jax.config.update("jax_compilation_cache_dir", None)
 median = common.median
@@ -177,8 +206,8 @@ def bench_model(name: str, args) -> dict:
   x_jax = jnp.asarray(x01)
   out_range = model.output_range
 
-  # jaxvae, fast path, automatic schedule: the first call pays the compile.
-  auto_chunk = schedule.default_chunk_size(jax.default_backend(), name)
+  # jaxvae, fast path, the model's default chunk size: the first call pays the compile.
+  auto_chunk = chunking.resolve(0, name)
 
   def jax_run(chunk, params=prepared):
     return sampling.variations(model, params, x_jax, key, k,
@@ -194,7 +223,7 @@ def bench_model(name: str, args) -> dict:
       f"variations first call {first_s:.2f} s (compile ~{compile_s:.2f} s), chunk {auto_chunk}")
 
   # Searches (quick, min of 2): torch original, torch reformulated, jaxvae chunk.
-  t_chunks = sorted({int(c) for c in args.torch_chunks.split(",")} | {0})  # 0: the default
+  t_chunks = sorted(set(int_list(args.torch_chunks)) | {0})  # 0: the default
   original = {False: pair.torch_module,
               True: copy.deepcopy(pair.torch_module).to(memory_format=torch.channels_last)}
   torch_original = {
@@ -212,9 +241,13 @@ def bench_model(name: str, args) -> dict:
   best_reform, reform_minima = quick_best(reform)
   log("torch reformulated (channels_last, chunk) -> img/s: " + ", ".join(
       f"{'CL' if cl else 'NCHW'}/{c} {n_img / t:.0f}" for (cl, c), t in reform_minima.items()))
-  j_chunks = sorted({int(c) for c in args.jax_chunks.split(",")} | {auto_chunk})
-  best_chunk, jax_minima = quick_best({c: (lambda c=c: jax_run(c)) for c in j_chunks})
-  log("jaxvae chunk -> img/s: " + ", ".join(f"{c} {n_img / t:.0f}" for c, t in jax_minima.items()))
+  ort_runs = ort_search(pair, x_nchw, eps, t_chunks, out_range, args) if args.onnx else {}
+  j_chunks = sorted(set(int_list(args.jax_chunks)) | {auto_chunk})
+  best_chunk, jax_minima = (quick_best({c: (lambda c=c: jax_run(c)) for c in j_chunks})
+                            if len(j_chunks) > 1 else (auto_chunk, {}))
+  if jax_minima:
+    log("jaxvae chunk -> img/s: "
+        + ", ".join(f"{c} {n_img / t:.0f}" for c, t in jax_minima.items()))
 
   # The comparison proper: every configuration takes turns.
   default_cfg = (False, 0)
@@ -222,6 +255,7 @@ def bench_model(name: str, args) -> dict:
       "torch default": torch_original[default_cfg],
       "torch best": torch_original[best_orig],
       "torch reformulated": reform[best_reform],
+      **ort_runs,
       "jaxvae": lambda: jax_run(auto_chunk),
   }
   if best_chunk != auto_chunk:
@@ -234,8 +268,8 @@ def bench_model(name: str, args) -> dict:
   times = common.interleaved(runs, args.repeats)
 
   # Outputs compared, on [0, 1] images [B*K, 64, 64, 3].
-  as_nhwc = lambda t: t.permute(0, 2, 3, 1).numpy()
-  outputs = {label: (as_nhwc(o) if label.startswith("torch") else o.reshape(n_img, 64, 64, 3))
+  as_nhwc = lambda t: (t.numpy() if isinstance(t, torch.Tensor) else t).transpose(0, 2, 3, 1)
+  outputs = {label: (o.reshape(n_img, 64, 64, 3) if label.startswith("jaxvae") else as_nhwc(o))
              for label, o in ((lbl, fn()) for lbl, fn in runs.items())}
   diffs = {label: float(np.abs(o - outputs["torch default"]).max()) for label, o in outputs.items()}
 
@@ -253,16 +287,37 @@ def bench_model(name: str, args) -> dict:
         f"{diffs[label]:.2e}  effective {rates[label] * per_image / 1e9:.0f} GFLOP/s")
   return {"name": name, "latent": latent, "source": pair.source, "rates": rates, "diffs": diffs,
           "best_orig": best_orig, "best_reform": best_reform, "auto_chunk": auto_chunk,
+          "best_ort": next((lbl.split()[-1] for lbl in ort_runs), None),
           "best_chunk": best_chunk, "per_image": per_image, "per_image_real": per_image_real,
           "compile_s": compile_s, "first_s": first_s, "prepare_s": prepare_s,
           "outputs": outputs["jaxvae"]}
 
 
+def ort_search(pair, x_nchw, eps, chunks, out_range, args) -> dict:
+  """{"onnxruntime chunk C": fn} for ORT's fastest chunk size C (quick search, as torch's), or
+  {} when onnxruntime is missing."""
+  missing = onnx_peer.available()
+  if missing:
+    log(f"ONNX Runtime skipped: {missing}")
+    return {}
+  start = time.perf_counter()
+  ort = onnx_peer.OrtPair(pair.torch_module, pair.model.latent_dim, args.ort_threads)
+  x_np, eps_np = x_nchw.numpy(), eps.numpy()
+  candidates = {c: (lambda c=c: ort.generate(x_np, eps_np, c, out_range)) for c in chunks}
+  best, minima = quick_best(candidates)
+  n_img = eps_np.shape[0] * eps_np.shape[1]
+  log(f"ONNX Runtime {onnx_peer.version()} ({ort.threads} threads; export + sessions "
+      f"{time.perf_counter() - start:.1f} s) chunk -> img/s: "
+      + ", ".join(f"{c or 'all'} {n_img / t:.0f}" for c, t in minima.items()))
+  return {f"onnxruntime chunk {best}": candidates[best]}
+
+
 # ---------------------------------------------------------------------------- post-processing
 
 
-def bench_postprocess(images: np.ndarray, repeats: int) -> dict | None:
-  """The report chain (enhance, dehaze, bilateral, unsharp): batched JAX vs per-image PIL/OpenCV."""
+def bench_postprocess(images: np.ndarray, repeats: int, chunk: int) -> dict | None:
+  """The report chain (enhance, dehaze, bilateral, unsharp): batched JAX vs per-image PIL/OpenCV;
+  `chunk`: images per step on each device, as inside `variations`."""
   try:
     sys.path.insert(0, os.path.join(common.REPO, "tests"))
     import postprocess_reference as ref  # pylint: disable=import-outside-toplevel
@@ -272,7 +327,6 @@ def bench_postprocess(images: np.ndarray, repeats: int) -> dict | None:
     return None
   chain = postprocess.build_pipeline("report")
   batched = jax.jit(chain)
-  chunk = schedule.default_chunk_size(jax.default_backend())
   x = jnp.asarray(images)
   start = time.perf_counter()
   batched(x).block_until_ready()
@@ -282,7 +336,7 @@ def bench_postprocess(images: np.ndarray, repeats: int) -> dict | None:
   if len(devices) > 1 and len(images) % len(devices) == 0:  # As inside sharded variations.
     mesh = jax.sharding.Mesh(np.array(devices), ("b",))
     spec = jax.sharding.PartitionSpec("b")
-    sharded = jax.jit(jax.shard_map(lambda v: fast.map_chunks(chain, v, chunk), mesh=mesh,
+    sharded = jax.jit(jax.shard_map(lambda v: chunking.map_chunks(chain, v, chunk), mesh=mesh,
                                     in_specs=spec, out_specs=spec))
     xs = jax.device_put(x, jax.sharding.NamedSharding(mesh, spec))
     sharded(xs).block_until_ready()
@@ -309,31 +363,34 @@ def main(args):
       f"({jax.default_backend()}, {len(devices)} device(s)), torch {torch.__version__} "
       f"({torch.get_num_threads()} threads)")
   log(f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r} (added by jaxvae.schedule: {FLAGS_ADDED})")
+  if args.onnx and not onnx_peer.available():
+    log(f"onnxruntime {onnx_peer.version()}")
   log(f"variations: B={args.batch} faces x K={args.variations}, fp32, encode included; "
       f"{args.repeats} interleaved rounds, medians")
-  peak = matmul_peak()
-  log(f"matmul peak (fp32, n^3 for n in 1024, 2048): XLA {peak['xla']:.0f} GFLOP/s, torch "
+  sizes = (1024,) if args.quick else (1024, 2048)
+  peak = matmul_peak(sizes)
+  log(f"matmul peak (fp32, n^3 for n in {sizes}): XLA {peak['xla']:.0f} GFLOP/s, torch "
       f"{peak['torch']:.0f} GFLOP/s (measured again at the end; the higher is kept)")
 
   results = [bench_model(name, args) for name in args.models.split(",")]
-  again = matmul_peak()
+  again = matmul_peak(sizes)
   peak = {k: max(v, again[k]) for k, v in peak.items()}
   machine_peak = max(peak.values())
   log(f"\nmatmul peak at the end: XLA {again['xla']:.0f}, torch {again['torch']:.0f} GFLOP/s")
   post = None
   if args.postprocess_images:
     imgs = np.asarray(results[-1]["outputs"][:args.postprocess_images], np.float32)
-    post = bench_postprocess(imgs, args.repeats)
+    post = bench_postprocess(imgs, args.repeats, results[-1]["auto_chunk"])
 
   log(f"\n## Generation, images/s ({cpu_name()}, {os.cpu_count()} cores, "
       f"B={args.batch} x K={args.variations}, fp32, encode included)\n")
   log(f"matmul peak (best of start and end): XLA {peak['xla']:.0f}, torch {peak['torch']:.0f} "
       "GFLOP/s. GFLOP/s = original-formulation FLOPs x img/s (effective); 'real' = FLOPs the fast "
       "path executes; real / peak against the higher matmul peak.\n")
-  log("| model | torch default | torch best (original) | torch reformulated | jaxvae | "
-      "jaxvae / torch best | jaxvae / torch reformulated | GFLOP/s effective (real) | "
-      "real / peak | max abs diff | first call (compile) |")
-  log("|---|---|---|---|---|---|---|---|---|---|---|")
+  log("| model | torch default | torch best (original) | torch reformulated | ONNX Runtime | "
+      "jaxvae | jaxvae / torch best | jaxvae / torch reformulated | jaxvae / ORT | "
+      "GFLOP/s effective (real) | real / peak | max abs diff jaxvae (ORT) | first call (compile) |")
+  log("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
   for r in results:
     rt = r["rates"]
     jx = max(rt["jaxvae"], rt.get("jaxvae best chunk", 0))
@@ -342,12 +399,18 @@ def main(args):
     rcl, rc = r["best_reform"]
     eff, real = jx * r["per_image"] / 1e9, jx * r["per_image_real"] / 1e9
     diff = max(v for lbl, v in r["diffs"].items() if lbl.startswith("jaxvae"))
+    ort = next((lbl for lbl in rt if lbl.startswith("onnxruntime")), None)
+    ort_cells = ("-", "-", "")
+    if ort:
+      ort_cells = (f"{rt[ort]:.0f} (chunk {int(r['best_ort']) or 'all'})",
+                   f"**{jx / rt[ort]:.2f}x**", f" ({r['diffs'][ort]:.1e})")
     log(f"| {r['name']} | {rt['torch default']:.0f} | {rt['torch best']:.0f} "
         f"({'channels_last' if cl else 'NCHW'}, chunk {c or 'all'}) | "
         f"{rt['torch reformulated']:.0f} ({'channels_last' if rcl else 'NCHW'}, chunk {rc}) | "
-        f"{jx:.0f} (chunk {chunk}) | **{jx / rt['torch best']:.2f}x** | "
-        f"{jx / rt['torch reformulated']:.2f}x | {eff:.0f} ({real:.0f}) | "
-        f"{real / machine_peak:.0%} | {diff:.1e} | {r['first_s']:.1f} s ({r['compile_s']:.1f} s) |")
+        f"{ort_cells[0]} | {jx:.0f} (chunk {chunk}) | **{jx / rt['torch best']:.2f}x** | "
+        f"{jx / rt['torch reformulated']:.2f}x | {ort_cells[1]} | {eff:.0f} ({real:.0f}) | "
+        f"{real / machine_peak:.0%} | {diff:.1e}{ort_cells[2]} | "
+        f"{r['first_s']:.1f} s ({r['compile_s']:.1f} s) |")
   if any("jaxvae reference modules" in r["rates"] for r in results):
     log("\njaxvae on the reference flax modules (same schedule): " + ", ".join(
         f"{r['name']} {r['rates']['jaxvae reference modules']:.0f}" for r in results

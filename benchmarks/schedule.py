@@ -3,9 +3,13 @@
 XLA_FLAGS are fixed when jax starts, so every flag setting runs in its own worker process; the
 workers compile everything first and then take turns (round-robin, one timed call at a time), so
 that load from other processes on the machine hits every setting alike. Prints img/s medians.
+Chunk 0 is the whole batch in one step (sampling's meaning of chunk_size 0); the chunk sizes the
+library runs by default are the registry's `cpu_chunk_size` (jaxvae.models, jaxvae.chunking),
+which this script measures.
 
   python benchmarks/schedule.py [--models=dfcvae,vanilla] [--chunks=4,8,16,32] [--rounds=7]
       [--settings=default,ynn_dot,2dev_ynn_dot_1thread]
+  python benchmarks/schedule.py --quick     # vanilla, chunks 8,16, two settings, 2 rounds
 """
 
 import argparse
@@ -29,6 +33,12 @@ SETTINGS = {
     "2dev_ynn_dot": [TWO_DEVICES, YNN_DOT],
     "1dev_ynn_dot_1thread": [ONE_THREAD, YNN_DOT],
 }
+
+# Options that --quick changes: (full run, --quick).
+DEFAULTS = {"models": ("dfcvae", "vanilla"), "chunks": ("4,8,16,32", "8,16"),
+            "settings": ("default,ynn_dot,2dev_ynn_dot_1thread,2dev_1thread",
+                         "ynn_dot,2dev_ynn_dot_1thread"),
+            "rounds": (7, 2)}
 
 
 def worker(models_arg: str, chunks_arg: str, batch: int, num: int, paths: str):
@@ -72,17 +82,24 @@ def worker(models_arg: str, chunks_arg: str, batch: int, num: int, paths: str):
 
 def main():
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  ap.add_argument("--models", default="dfcvae")
-  ap.add_argument("--chunks", default="4,8,16,32")
-  ap.add_argument("--settings", default="default,ynn_dot,2dev_ynn_dot_1thread,2dev_1thread")
+  ap.add_argument("--quick", action="store_true",
+                  help="a fast check: " + ", ".join(f"--{k}={v[1]}" for k, v in DEFAULTS.items())
+                       + " unless given")
+  ap.add_argument("--models", help=f"default {DEFAULTS['models'][0]}")
+  ap.add_argument("--chunks",
+                  help=f"images per step (0 = whole batch); default {DEFAULTS['chunks'][0]}")
+  ap.add_argument("--settings", help=f"of {', '.join(SETTINGS)}; default {DEFAULTS['settings'][0]}")
   ap.add_argument("--paths", default="fast",
                   help="fast (variations), ref (variations on the reference modules), sample "
                        "(sampling.sample of B*K images on the fast path: one device, not sharded)")
-  ap.add_argument("--rounds", type=int, default=7)
+  ap.add_argument("--rounds", type=int, help=f"default {DEFAULTS['rounds'][0]}")
   ap.add_argument("--batch", type=int, default=64)
   ap.add_argument("--variations", type=int, default=10)
   ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
   args = ap.parse_args()
+  for name, (full, quick) in DEFAULTS.items():
+    if getattr(args, name) is None:
+      setattr(args, name, quick if args.quick else full)
   if args.worker:
     return worker(args.models, args.chunks, args.batch, args.variations, args.paths)
 
