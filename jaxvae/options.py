@@ -254,9 +254,25 @@ def _generate(config: Mapping, shared: Common) -> Generate:
                   distributed)
 
 
+def _missing_checkpoint(model: str) -> ConfigError:
+  hint = ""
+  if model == "pvae":
+    hint = (". The PVAE's weights exist only as a Kaggle notebook's output; two routes to a "
+            "checkpoint:\n  1. port the notebook's Keras weights: python -m port --model=pvae "
+            "--source=WEIGHTS.weights.h5 --out=ckpt/pvae --verify, then "
+            "--config.checkpoint=ckpt/pvae\n  2. train one by the original's recipe on CelebA: "
+            "python main.py --config=configs/pvae.py --mode=train --workdir=runs/pvae "
+            "--config.train.data=/path/to/celeba, then --config.checkpoint=runs/pvae/export "
+            "(README: Training)")
+  return ConfigError("config.checkpoint is empty: pass --config.checkpoint=DIR (a directory "
+                     "written by `python -m port` or --mode=train) or a published name" + hint)
+
+
 def validate(config: Mapping, mode: str) -> Run:
   """Every field `mode` reads, checked; raises ConfigError naming the first bad field."""
   if mode not in MODES:
     raise ConfigError(f"unknown mode {mode!r}; one of {', '.join(MODES)}")
   shared = common(config)
+  if mode != "train" and not shared.checkpoint:
+    raise _missing_checkpoint(shared.model)
   return Run(mode, shared, _section(config, mode, shared))

@@ -307,3 +307,11 @@ def test_cached_port_without_digests_is_ported_again(tmp_path, monkeypatch):
   json.dump(meta, open(meta_path, "w"))
   assert weights.ensure_ported("betavae-l32") == out
   assert "digests" in json.load(open(meta_path))  # Ported again, now verifiable.
+
+
+def test_pvae_without_a_checkpoint_names_both_routes(tmp_path):
+  result = run_cli("main.py", "--config=configs/pvae.py", "--mode=variations",
+                   f"--workdir={tmp_path / 'out'}")
+  _clean_failure(result, "config.checkpoint is empty", "python -m port --model=pvae",
+                 "--mode=train --workdir=runs/pvae")
+  assert not (tmp_path / "out").exists()

@@ -27,15 +27,6 @@ def _progress(done: int, total: int) -> None:
 
 def load_vae(common: options.Common) -> api.VAE:
   """The checkpoint of the run, with config.model's shape-free fields applied."""
-  if not common.checkpoint:
-    hint = ""
-    if common.model == "pvae":
-      hint = ("; the PVAE's published weights exist only as a Kaggle notebook's output: port "
-              "them (python -m port --model=pvae --source=WEIGHTS.weights.h5 --out=DIR) and pass "
-              "--config.checkpoint=DIR")
-    raise checkpoint.CheckpointError(
-        "config.checkpoint is empty: pass --config.checkpoint=DIR (a directory written by "
-        "`python -m port`) or a published name" + hint)
   ckpt = common.checkpoint
   metadata = checkpoint.read_metadata(ckpt)
   if metadata["model"] != common.model:
