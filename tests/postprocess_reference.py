@@ -42,13 +42,14 @@ def dark_channel(image: np.ndarray, window: int = 15) -> np.ndarray:
 
 def atmospheric_light(image: np.ndarray, dark: np.ndarray,
                       top_fraction: float = 0.001) -> np.ndarray:
-  """Mean colour of the max(floor(h w / 1000), 1) pixels with the brightest dark channel.
+  """Mean colour of the n = max(1, int(h w top_fraction)) pixels with the brightest dark channel.
 
-  Stable argsort: among tied dark values the later pixels (raster order) are the brightest.
+  The report's np.argsort(-dark.flatten())[:n], made stable: among tied dark values the pixels
+  EARLIER in raster order are taken, in argsort's order (which fixes the sum's rounding).
   """
   h, w = dark.shape
-  n = max(math.floor(round(h * w * top_fraction, 9)), 1)
-  indices = np.argsort(dark.reshape(h * w), kind="stable")[h * w - n:]
+  n = max(1, int(h * w * top_fraction))
+  indices = np.argsort(-dark.reshape(h * w), kind="stable")[:n]
   return image.reshape(h * w, 3)[indices].mean(axis=0)
 
 
@@ -69,13 +70,17 @@ def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -
 def dehaze(image: np.ndarray, variant: str = "report", window: int = 15, omega: float = 0.95,
            t0: float = 0.1, top_fraction: float = 0.001, radius: int | None = None,
            eps: float = 1e-3) -> np.ndarray:
-  """Float RGB in [0, 1] -> dehazed float64 in [0, 1]: the report's formula or He et al.'s.
+  """Float RGB in [0, 1] -> dehazed in [0, 1]: the report's formula or He et al.'s.
+
+  Computed in the image's float dtype (float64 for integers), as numpy does for the report.
 
   report: t = 1 - omega dark(I / A) + 0.25; J = (I - A) / max(t, t0) + A; J / max(J).
   he2011: t = guided_filter(grey, 1 - omega dark(I / A)); J = (I - A) / max(t, t0) + A.
   Same guards as the JAX stage: A >= 1e-6, J / max(J) only where max(J) > 0; clipped to [0, 1].
   """
-  image = np.asarray(image, np.float64)
+  image = np.asarray(image)
+  if not np.issubdtype(image.dtype, np.floating):
+    image = image.astype(np.float64)
   light = np.maximum(atmospheric_light(image, dark_channel(image, window), top_fraction), 1e-6)
   t = 1 - omega * dark_channel(image / light, window)
   if variant == "report":
@@ -117,15 +122,73 @@ def unsharp(image: np.ndarray, ksize: int = 5, sigma: float = 1.0, amount: float
   return sharpened
 
 
-def report_chain(image: np.ndarray, intermediates: bool = False):
-  """[0, 1] float RGB -> the report's chain, [0, 1] float; optionally every stage's output."""
-  enhanced = enhance(to_uint8(image))
-  dehazed = dehaze(enhanced / 255.0)
-  smoothed = bilateral(to_uint8(dehazed))
-  final = unsharp(smoothed)
+# The report's functions.py and notebook (see MODELS.md), per image, uint8 truncation included.
+
+
+def trunc(x: np.ndarray) -> np.ndarray:
+  """The report's float -> uint8 conversion, (x * 255).astype(np.uint8): truncation."""
+  return (x * 255).astype(np.uint8)
+
+
+def smooth_image(x: np.ndarray, kernel_size: int) -> np.ndarray:
+  """functions.py smooth_image(x, "bilateral", k): bilateralFilter(trunc(x), k, 75, 75) / 255."""
+  return cv2.bilateralFilter(trunc(x), kernel_size, 75, 75) / 255
+
+
+def unsharp_mask(x: np.ndarray, kernel_size=(5, 5), sigma: float = 1.0,
+                 amount: float = 1.5) -> np.ndarray:
+  """functions.py unsharp_mask: u = trunc(x); (1 + a) u - a blur(u), clipped, rounded, / 255."""
+  u = trunc(x)
+  blurred = cv2.GaussianBlur(u, kernel_size, sigma)
+  sharpened = float(amount + 1) * u - float(amount) * blurred
+  return np.round(np.clip(sharpened, 0, 255)).astype(np.uint8) / 255
+
+
+def report_chain(recon: np.ndarray, intermediates: bool = False):
+  """functions.py's defaults in the report's order, on a float32 reconstruction in [0, 1].
+
+  u8 = trunc(recon); e = enhance(u8); d = trunc(dehaze(e / 255)); s = smooth(d / 255, 5);
+  f = unsharp(s). Returns f in [0, 1], or (e, d, s, f) / 255 (the JAX preset's steps).
+  """
+  enhanced = enhance(trunc(recon))
+  dehazed = trunc(dehaze(enhanced / 255))
+  smoothed = smooth_image(dehazed / 255, 5)
+  final = unsharp_mask(smoothed)
+  return (enhanced / 255, dehazed / 255, smoothed, final) if intermediates else final
+
+
+def figure1_chain(recon: np.ndarray, intermediates: bool = False):
+  """The notebook's Figure 1 panels (cells 17, 19, 21) from a float32 reconstruction.
+
+  enhanced = enhance(trunc(recon), 1.5, 1.5); dehazed = enhance(trunc(dehaze(trunc(recon) /
+  255)), 1, 1); final = trunc(unsharp(smooth(dehazed / 255, 3), (5, 5), 2.0, 1.5)). Returns the
+  final panel, or every step of the JAX preset (enhanced, trunc(J), dehazed, smoothed, final).
+  """
+  u8 = trunc(recon)
+  enhanced = enhance(u8, 1.5, 1.5)
+  dehazed = trunc(dehaze(u8 / 255))
+  kept = enhance(dehazed, 1.0, 1.0)
+  smoothed = smooth_image(kept / 255, 3)
+  final = trunc(unsharp_mask(smoothed, (5, 5), 2.0, 1.5))
   if intermediates:
-    return enhanced / 255.0, dehazed, smoothed / 255.0, final / 255.0
-  return final / 255.0
+    return enhanced / 255, dehazed / 255, kept / 255, smoothed, final / 255
+  return final / 255
+
+
+def generations_chain(recon: np.ndarray, intermediates: bool = False):
+  """The notebook's stochastic generations (cells 24, 26) from a float32 reconstruction.
+
+  d = trunc(dehaze(clip(recon))) (in float32); e = enhance(d, 1, 1); s = smooth(e / 255, 3);
+  f = trunc(unsharp(s, (5, 5), 1.0, 4)). Returns f / 255, or (d, e, s, f) / 255.
+  """
+  dehazed = trunc(dehaze(np.clip(recon, 0, 1)))
+  kept = enhance(dehazed, 1.0, 1.0)
+  smoothed = smooth_image(kept / 255, 3)
+  final = trunc(unsharp_mask(smoothed, (5, 5), 1.0, 4.0))
+  return (dehazed / 255, kept / 255, smoothed, final / 255) if intermediates else final / 255
+
+
+CHAINS = {"report": report_chain, "figure1": figure1_chain, "generations": generations_chain}
 
 
 def sample_images(n: int, size: int = 64, seed: int = 0) -> np.ndarray:
@@ -140,3 +203,66 @@ def sample_images(n: int, size: int = 64, seed: int = 0) -> np.ndarray:
                       interpolation=cv2.INTER_AREA)
     out[i] = crop / 255.0 + rng.normal(0.0, 0.01, crop.shape)
   return np.clip(out, 0.0, 1.0)
+
+
+# Public-domain face photos inside installed wheels, (top, left, side) of the face (DATA.md).
+_FACES = {"astronaut": (37, 147, 149), "grace_hopper": (56, 110, 314)}
+
+
+def face_photo(name: str) -> np.ndarray:
+  """skimage's astronaut or matplotlib's grace_hopper, uint8 RGB."""
+  if name == "astronaut":
+    return data.astronaut()
+  from matplotlib import cbook  # pylint: disable=import-outside-toplevel
+  with cbook.get_sample_data("grace_hopper.jpg") as f:
+    return np.asarray(Image.open(f).convert("RGB"))
+
+
+def face_crops(n: int, size: int = 64, seed: int = 0) -> np.ndarray:
+  """n square crops around the two faces at random scales (0.8 - 1.6 x the face box) and
+  offsets, resized to size x size: float32 [n, size, size, 3] in [0, 1]."""
+  rng = np.random.default_rng(seed)
+  out = np.empty((n, size, size, 3), np.float32)
+  names = sorted(_FACES)
+  for i in range(n):
+    name = names[i % len(names)]
+    photo = face_photo(name)
+    top, left, side = _FACES[name]
+    crop = int(side * rng.uniform(0.8, 1.6))
+    cy = top + side // 2 + int(rng.integers(-side // 8, side // 8 + 1))
+    cx = left + side // 2 + int(rng.integers(-side // 8, side // 8 + 1))
+    y0 = int(np.clip(cy - crop // 2, 0, photo.shape[0] - crop))
+    x0 = int(np.clip(cx - crop // 2, 0, photo.shape[1] - crop))
+    patch = photo[y0:y0 + crop, x0:x0 + crop]
+    out[i] = cv2.resize(patch, (size, size), interpolation=cv2.INTER_AREA) / np.float32(255)
+  return out
+
+
+def stress_images(size: int = 64) -> np.ndarray:
+  """Synthetic [8, size, size, 3] float32 images for ties and saturation: flat grey, black,
+  white, a flat dark channel under varied colours (every dark value ties; the first and last
+  pixels differ), a bright plateau wider than the dehaze window, saturated stripes, a gradient,
+  and uniform noise."""
+  rng = np.random.default_rng(7)
+  out = np.empty((8, size, size, 3), np.float32)
+  out[0] = 0.5
+  out[1] = 0.0
+  out[2] = 1.0
+  tied = 0.6 + 0.4 * rng.random((size, size, 3))
+  tied[..., 0] = 0.6  # min over channels is 0.6 everywhere.
+  tied[0, :4] = [[0.6, 0.9, 0.7], [0.6, 0.8, 0.95], [0.6, 1.0, 0.6], [0.6, 0.65, 0.85]]
+  tied[-1, -4:] = [[0.6, 0.6, 0.6]] * 4
+  out[3] = tied
+  plateau = 0.3 * rng.random((size, size, 3))
+  plateau[size // 3:size // 3 + 24, size // 4:size // 4 + 24] = 0.9 + 0.1 * rng.random((24, 24, 3))
+  out[4] = plateau
+  stripes = np.zeros((size, size, 3))
+  stripes[:, ::2, 0] = 1.0
+  stripes[::3, :, 1] = 1.0
+  stripes[:, 1::4, 2] = 1.0
+  out[5] = stripes
+  ramp = np.linspace(0.0, 1.0, size)
+  out[6] = np.stack([ramp[:, None] * np.ones(size), np.ones(size)[:, None] * ramp,
+                     0.5 * (ramp[:, None] + ramp)], axis=-1)
+  out[7] = rng.random((size, size, 3))
+  return out

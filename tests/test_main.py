@@ -125,17 +125,20 @@ def test_other_torch_model_configs_run(tmp_path, name, cls, latent):
 
 
 def test_enhance_figure_and_postprocess_in_generation(tmp_path, ported_dir):
-  """--mode=enhance reports the report chain's MSEs; config.postprocess runs inside generation."""
+  """--mode=enhance draws the notebook's Figure 1 (preset figure1) with MSEs; config.postprocess
+  (the report's chain) runs inside generation."""
   from jaxvae import postprocess
   ckpt = ported_dir("l200-100.pt")
   assert _main(ckpt, tmp_path, "enhance").returncode == 0
   summary = json.load(open(tmp_path / "summary.json"))["enhance"]
   assert list(summary["mean_mse"]) == ["reconstructed", "enhanced", "dehazed", "final"]
+  assert summary["postprocess"] == "figure1"
   npz = np.load(tmp_path / "enhance.npz")
-  final = np.asarray(postprocess.build_pipeline("report")(npz["reconstructed"]))
+  final = np.asarray(postprocess.build_pipeline("figure1")(npz["reconstructed"]))
   np.testing.assert_allclose(npz["final"], final, atol=1e-6)
   np.testing.assert_allclose(summary["mse"]["final"],
                              ((final - npz["original"]) ** 2).mean(axis=(1, 2, 3)), rtol=1e-4)
+  final = np.asarray(postprocess.build_pipeline("report")(npz["reconstructed"]))
   result = _main(ckpt, tmp_path, "reconstruct", "--config.postprocess=report")
   assert result.returncode == 0, result.stderr
   np.testing.assert_allclose(np.load(tmp_path / "reconstruct.npz")["reconstructions"], final,
