@@ -79,7 +79,8 @@ def model_fields(model: nn.Module) -> dict[str, Any]:
   return fields
 
 
-def _sha256(path: str) -> str:
+def sha256_file(path: str) -> str:
+  """sha256 of a file's bytes, read in 1 MiB blocks."""
   h = hashlib.sha256()
   with open(path, "rb") as f:
     for block in iter(lambda: f.read(1 << 20), b""):
@@ -93,7 +94,7 @@ def file_digests(directory: str) -> dict[str, dict[str, Any]]:
   for root, _, files in os.walk(directory):
     for name in files:
       path = os.path.join(root, name)
-      digests[os.path.relpath(path, directory)] = {"sha256": _sha256(path),
+      digests[os.path.relpath(path, directory)] = {"sha256": sha256_file(path),
                                                    "bytes": os.path.getsize(path)}
   return dict(sorted(digests.items()))
 
@@ -193,7 +194,7 @@ def verify_files(ckpt_dir: str, metadata: Mapping[str, Any]) -> bool:
     if size != want.get("bytes"):
       problems.append(f"{VARIABLES_DIR}/{rel} has {size} bytes, expected {want.get('bytes')} "
                       "(truncated or replaced)")
-    elif _sha256(path) != want.get("sha256"):
+    elif sha256_file(path) != want.get("sha256"):
       problems.append(f"{VARIABLES_DIR}/{rel} does not match its sha256 (altered)")
   if problems:
     raise CheckpointError(f"{ckpt_dir} is damaged or incomplete; port or save it again:\n  "

@@ -67,7 +67,7 @@ def port(model_name: str | None, source: str, out_dir: str, check_parity: bool =
     return _port_keras(model_name, source, out_dir, check_parity, force, log)
 
   path, _ = sources.resolve(source)
-  sha256 = sources.sha256_of(path)
+  sha256 = checkpoint.sha256_file(path)
   log(f"source: {source} -> {path} (sha256 {sha256})")
   state_dict = sources.load_state_dict(path, log)
   converted = convert.convert(model_name, state_dict)
@@ -99,7 +99,7 @@ def _port_keras(model_name: str, source: str, out_dir: str, check_parity: bool, 
                 log: Log) -> PortResult:
   """The Keras branch of `port`: read the weights with h5py (or TensorFlow), map by layer order."""
   path = keras_readers.resolve(source)
-  sha256 = sources.sha256_of(path) if os.path.isfile(path) else keras_readers.sha256_of(path)
+  sha256 = keras_readers.sha256_of(path)
   log(f"source: {source} -> {path} (sha256 {sha256})")
   read = keras_readers.read(path)
   log(f"format: {read.fmt}; {len(read.layers)} weight layers")
@@ -129,7 +129,7 @@ def _port_aux(kind: str, source: str, out_dir: str, check_parity: bool, force: b
   """An auxiliary network through its module in AUX_NETWORKS."""
   module = importlib.import_module(AUX_NETWORKS[kind])
   path = module.resolve(source) if hasattr(module, "resolve") else sources.resolve(source)[0]
-  sha256 = sources.sha256_of(path)
+  sha256 = checkpoint.sha256_file(path)
   log(f"source: {source} -> {path} (sha256 {sha256})")
   variables, extra = module.convert(path, log)
   diffs = None

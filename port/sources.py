@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from jaxvae import outputs, paths
+from jaxvae import checkpoint, outputs, paths
 
 
 class SourceError(ValueError):
@@ -63,14 +63,6 @@ PUBLISHED = {
 }
 
 
-def sha256_of(path: str) -> str:
-  h = hashlib.sha256()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      h.update(block)
-  return h.hexdigest()
-
-
 def download(url: str, dest: str, sha256: str | None = None, timeout: float = 30.0) -> str:
   """Fetches `url` into `dest` atomically, checking `sha256` when given; returns `dest`."""
   os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
@@ -93,7 +85,7 @@ def download(url: str, dest: str, sha256: str | None = None, timeout: float = 30
           "the file elsewhere and pass its local path (python -m port --source=PATH), or set "
           "JAXVAE_MIRROR to the folder that holds it.") from e
     if sha256 is not None:
-      got = sha256_of(tmp)
+      got = checkpoint.sha256_file(tmp)
       if got != sha256:
         raise SourceError(f"sha256 mismatch for {url}: expected {sha256}, got {got}; "
                           "the download is corrupt or the published file changed")
@@ -119,7 +111,7 @@ def find_in_mirrors(pub: Published) -> str | None:
       path = os.path.join(folder, name)
       if not os.path.isfile(path):
         continue
-      if pub.sha256 is not None and sha256_of(path) == pub.sha256:
+      if pub.sha256 is not None and checkpoint.sha256_file(path) == pub.sha256:
         return path
       if pub.sha256 is None and name == pub.filename:
         return path
@@ -134,7 +126,7 @@ def resolve(source: str) -> tuple[str, Published | None]:
   if source in PUBLISHED:
     pub = PUBLISHED[source]
     dest = paths.cache_dir("downloads", pub.filename)
-    if os.path.exists(dest) and (pub.sha256 is None or sha256_of(dest) == pub.sha256):
+    if os.path.exists(dest) and (pub.sha256 is None or checkpoint.sha256_file(dest) == pub.sha256):
       return dest, pub
     mirrored = find_in_mirrors(pub)
     if mirrored is not None:

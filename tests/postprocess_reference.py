@@ -1,6 +1,5 @@
 """Per-image numpy/PIL/OpenCV reference of the report's post-processing for tests and benchmarks."""
 
-import math
 
 import cv2
 import numpy as np

@@ -27,7 +27,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from jaxvae import outputs, paths, weights
+from jaxvae import checkpoint, outputs, paths, weights
 from jaxvae.faces import align, mtcnn, nets
 
 WEIGHTS = "mtcnn"  # Published name (port/sources.py) or a directory written by the port tool.
@@ -148,11 +148,7 @@ def _write_cache(path: str, entry: dict) -> None:
 
 def file_key(path: str) -> str:
   """sha256 of the file's bytes: the cache key of a photo file."""
-  h = hashlib.sha256()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      h.update(block)
-  return h.hexdigest()
+  return checkpoint.sha256_file(path)
 
 
 def array_key(rgb: np.ndarray) -> str:

@@ -3,6 +3,7 @@
 import flax.linen as nn
 
 from jaxvae.fast import kernels
+from jaxvae.fast import base
 from jaxvae.fast.base import Prepared
 from jaxvae.models import layers
 
@@ -38,8 +39,7 @@ def encoder_convs(model, params: Prepared, x):
 
 def decode_dense(model, params: Prepared, z):
   del model
-  kernel, bias = params.decoder["dense"]
-  return nn.relu(z @ kernel + bias).reshape(-1, *params.dense_shape)
+  return base.dense_maps(params, z, nn.relu)
 
 
 def decode_ups(model, params: Prepared, x):

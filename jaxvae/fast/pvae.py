@@ -5,6 +5,7 @@ import functools
 import flax.linen as nn
 
 from jaxvae.fast import kernels, products
+from jaxvae.fast import base
 from jaxvae.fast.base import Prepared
 from jaxvae.models import layers
 
@@ -36,15 +37,12 @@ def prepare(model: nn.Module, variables) -> Prepared:
 
 def encoder_convs(model, params: Prepared, x):
   del model
-  for kernel, bias in params.encoder["convs"]:
-    x = _leaky(products.winograd_conv(x, kernel) + bias)
-  return x.reshape(x.shape[0], -1)
+  return base.winograd_encoder(params, x, _leaky)
 
 
 def decode_dense(model, params: Prepared, z):
   del model
-  kernel, bias = params.decoder["dense"]
-  return nn.relu(z @ kernel + bias).reshape(-1, *params.dense_shape)
+  return base.dense_maps(params, z, nn.relu)
 
 
 def decode_ups(model, params: Prepared, x):

@@ -3,6 +3,7 @@
 import flax.linen as nn
 
 from jaxvae.fast import kernels, products
+from jaxvae.fast import base
 from jaxvae.fast.base import Prepared
 from jaxvae.models import layers
 
@@ -38,9 +39,7 @@ def prepare(model: nn.Module, variables) -> Prepared:
 
 def encoder_convs(model, params: Prepared, x):
   del model
-  for kernel, bias in params.encoder["convs"]:
-    x = nn.relu(products.winograd_conv(x, kernel) + bias)
-  return x.reshape(x.shape[0], -1)
+  return base.winograd_encoder(params, x, nn.relu)
 
 
 def decode_dense(model, params: Prepared, z):
