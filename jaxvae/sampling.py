@@ -3,7 +3,9 @@
 All functions take and return images in [0, 1] ([B, H, W, C]); the conversion to and from each
 model's own value range happens here. Randomness is keyed per (variation k, image b) as
 fold_in(fold_in(key, k), b), so an image's variations do not depend on the batch it is in, and
-sharding or padding the batch changes nothing.
+sharding or padding the batch changes nothing. With per-image keys (`keyed_variations`, what
+--mode=generate uses) image b's variation k draws from r = fold_in(keys[b], k) alone (noise from
+split(r)[0], eps from split(r)[1]), whatever its batch, position, device or process.
 
 Posterior sampling: z = mean + temperature * exp(logvar / 2) * eps, eps ~ N(0, I) per image and
 variation ("per_sample"), or the PVAE original's rule ("pvae_shared"): one eps ~ N(0, 0.1^2 I)
@@ -20,6 +22,7 @@ backend's default once (jaxvae.chunking.resolve).
 
 import dataclasses
 import functools
+from typing import NamedTuple
 
 import flax.linen as nn
 import jax
@@ -109,7 +112,11 @@ def _variations_local(model, variables, images, key, index, num: int, options: O
   else:  # Encode once, then vmap only the sampling.
     mean_logvar = encode(model, variables, images, options.chunk_size)
     z = jax.vmap(lambda k: _sample_posterior(*mean_logvar, k, index, options))(keys)
-  z = jnp.swapaxes(z, 0, 1)  # [B, num, L]
+  return _decode_variations(model, variables, jnp.swapaxes(z, 0, 1), options)
+
+
+def _decode_variations(model, variables, z: jax.Array, options: Options) -> jax.Array:
+  """[B, num, L] latents -> [B, num, H, W, C] images."""
   b, n, l = z.shape
   out = decode(model, variables, z.reshape(b * n, l), options.chunk_size, options.postprocess)
   return out.reshape(b, n, *out.shape[1:])
@@ -133,8 +140,62 @@ def _variations_jit(model, variables, images, key, index, num, options):
   return _variations_local(model, variables, images, key, index, num, options)
 
 
-def variations(model: nn.Module, variables, images, key: jax.Array, num: int,
-               options: Options = Options(), devices: list | None = None) -> jax.Array:
+class Generated(NamedTuple):
+  images: jax.Array  # [B, K, H, W, C] float32 in [0, 1], or uint8 round(255 x) with as_uint8
+  mean: jax.Array | None  # [B, K, L] the posterior mean each variation was drawn around
+  logvar: jax.Array | None  # [B, K, L]
+  z: jax.Array | None  # [B, K, L]
+
+
+def _keyed_local(model, variables, images, keys, num: int, options: Options, latents: bool,
+                 as_uint8: bool) -> Generated:
+  """Variation k of image b from r = fold_in(keys[b], k): noise split(r)[0], eps split(r)[1]
+  (x 0.1 under pvae_shared: each image its own eps, as a shared one would tie the batch)."""
+  def draw(kk, i, shape):  # One normal draw per key r, from split(r)[i].
+    return jax.vmap(lambda r: jax.random.normal(jax.random.split(r)[i], shape))(kk)
+
+  scale, noise = PVAE_EPS_STD if options.rule == "pvae_shared" else 1.0, options.input_noise_std
+  encoded = None if noise > 0 else encode(model, variables, images, options.chunk_size)
+
+  def one(kk):  # [B] keys of one variation -> mean, logvar, z [B, L]
+    mean, logvar = encoded or encode(model, variables, jnp.clip(
+        images + noise * draw(kk, 0, images.shape[1:]), 0.0, 1.0), options.chunk_size)
+    return mean, logvar, mean if options.temperature == 0 else (
+        mean + options.temperature * jnp.exp(0.5 * logvar) * scale * draw(kk, 1, mean.shape[1:]))
+
+  rkeys = jax.vmap(lambda k: jax.vmap(lambda r: jax.random.fold_in(r, k))(keys))(jnp.arange(num))
+  mean, logvar, z = (jnp.swapaxes(a, 0, 1) for a in jax.vmap(one)(rkeys))  # [B, num, L]
+  out = _decode_variations(model, variables, z, options)
+  if as_uint8:
+    out = jnp.round(jnp.clip(out, 0.0, 1.0) * 255.0).astype(jnp.uint8)
+  return Generated(out, *((mean, logvar, z) if latents else (None, None, None)))
+
+
+def keyed_variations(model: nn.Module, variables, images, keys: jax.Array, num: int,
+                     options: Options = Options(), devices: list | None = None,
+                     latents: bool = False, as_uint8: bool = False) -> Generated:
+  """`num` variations of each image, drawn from fold_in(keys[b], k) only, in one compiled call.
+
+  `latents`: also the mean, log-variance and z of each variation; `as_uint8`: round(255 x) as
+  uint8, on the devices. Devices and processes as in `variations` (each its own images, keys)."""
+  if num < 1:
+    raise ValueError(f"num_variations must be >= 1, got {num}")
+  images = jnp.asarray(images, jnp.float32)
+  if not (isinstance(keys, jax.Array) and jnp.issubdtype(keys.dtype, jax.dtypes.prng_key)
+          and keys.shape == images.shape[:1]):
+    raise ValueError(f"keys must be typed keys (jax.random.key, fold_in, split), one per image: "
+                     f"shape ({images.shape[0]},), got {getattr(keys, 'dtype', type(keys))}")
+  devices = tuple(jax.local_devices() if devices is None else devices)
+  pad = -images.shape[0] % sum(d.process_index == jax.process_index() for d in devices)
+  args = [_pad_rows(a, pad) for a in (images, jax.random.key_data(keys))]
+  fn = _sharded_fn(model, int(num), options, devices,
+                   (str(jax.random.key_impl(keys)), latents, as_uint8))
+  return _place_and_run(fn, variables, args, (P("batch"), P("batch")), images.shape[0], devices)
+
+
+def variations(model: nn.Module, variables, images, key: jax.Array | None, num: int,
+               options: Options = Options(), devices: list | None = None,
+               keys: jax.Array | None = None) -> jax.Array:
   """`num` variations of each image: [B, H, W, C] -> [B, num, H, W, C], one compiled call.
 
   With more than one device (all local devices by default), the batch is split over a 1-D mesh
@@ -142,7 +203,12 @@ def variations(model: nn.Module, variables, images, key: jax.Array, num: int,
   Several hosts: every process calls jax.distributed.initialize() first, then this with
   devices=jax.devices() and its own equal-sized share of the images; image b of process p is
   keyed as global index p * B + b, and each process gets its own share's variations back.
+
+  `keys` ([B] typed keys) keys each image on its own instead, `key` unused (None allowed): the
+  same keys give the same images in any batch, order, device or process (`keyed_variations`).
   """
+  if keys is not None:
+    return keyed_variations(model, variables, images, keys, num, options, devices).images
   if num < 1:
     raise ValueError(f"num_variations must be >= 1, got {num}")
   images = jnp.asarray(images, jnp.float32)
@@ -157,13 +223,19 @@ _PAD_INDEX = 2**31 - 1  # RNG index of padding images, whose outputs are dropped
 
 
 @functools.lru_cache(maxsize=64)
-def _sharded_fn(model, num: int, options: Options, devices: tuple):
-  """One jitted shard_map per configuration, so repeated calls do not recompile."""
-  mesh = Mesh(np.array(devices), ("batch",))
-  return jax.jit(jax.shard_map(
-      lambda v, x, k, i: _variations_local(model, v, x, jax.random.wrap_key_data(k), i, num,
-                                           options),
-      mesh=mesh, in_specs=(P(), P("batch"), P(), P("batch")), out_specs=P("batch")))
+def _sharded_fn(model, num: int, options: Options, devices: tuple, keyed: tuple | None = None):
+  """One jitted shard_map per configuration, so repeated calls do not recompile: fn(variables,
+  images, key data, index), or with keyed = (key impl, latents, as_uint8) fn(variables, images,
+  per-image key data)."""
+  fn = lambda v, x, k, i: _variations_local(model, v, x, jax.random.wrap_key_data(k), i, num,
+                                            options)
+  specs = (P(), P("batch"), P(), P("batch"))
+  if keyed is not None:
+    (impl, latents, as_uint8), specs = keyed, (P(), P("batch"), P("batch"))
+    fn = lambda v, x, k: _keyed_local(model, v, x, jax.random.wrap_key_data(k, impl=impl), num,
+                                      options, latents, as_uint8)
+  return jax.jit(jax.shard_map(fn, mesh=Mesh(np.array(devices), ("batch",)), in_specs=specs,
+                               out_specs=P("batch")))
 
 
 _last_replicated: list = [(), None]  # [(leaves, treedef, devices), replicated copy]
@@ -185,30 +257,39 @@ def _replicate(variables, devices, sharding):
 
 
 def _variations_sharded(model, variables, images, key, num, options, devices):
-  mesh = Mesh(np.array(devices), ("batch",))
   me = jax.process_index()
   multihost = any(d.process_index != me for d in devices)
-  local_devices = sum(d.process_index == me for d in devices)
   b = images.shape[0]
-  pad = -b % local_devices
-  padded = images
-  if pad:
-    padded = jnp.concatenate([images, jnp.zeros((pad, *images.shape[1:]), images.dtype)])
+  pad = -b % sum(d.process_index == me for d in devices)
   offset = me * b if multihost else 0
   index = np.concatenate([offset + np.arange(b), np.full(pad, _PAD_INDEX)]).astype(np.int32)
-  fn = _sharded_fn(model, num, options, devices)
-  batch, replicated = NamedSharding(mesh, P("batch")), NamedSharding(mesh, P())
-  if not multihost:
-    out = fn(_replicate(variables, devices, replicated), jax.device_put(padded, batch),
-             jax.device_put(jax.random.key_data(key), replicated), jax.device_put(index, batch))
-    return out[:b] if pad else out
-  padded = np.asarray(padded)
+  return _place_and_run(_sharded_fn(model, num, options, devices), variables,
+                        (_pad_rows(images, pad), jax.random.key_data(key), index),
+                        (P("batch"), P(), P("batch")), b, devices)
+
+
+def _pad_rows(a: jax.Array, pad: int) -> jax.Array:
+  return jnp.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1)) if pad else a
+
+
+def _place_and_run(fn, variables, args: tuple, specs: tuple, b: int, devices):
+  """fn(variables, *args) on the mesh of `devices`: variables replicated, args placed by their
+  specs (batch args padded to a multiple of this process's devices); this process's b rows out."""
+  mesh = Mesh(np.array(devices), ("batch",))
+  replicated = NamedSharding(mesh, P())
+  shardings = [NamedSharding(mesh, s) for s in specs]
+  if all(d.process_index == jax.process_index() for d in devices):
+    out = fn(_replicate(variables, devices, replicated),
+             *[jax.device_put(a, s) for a, s in zip(args, shardings)])
+    return jax.tree.map(lambda a: a[:b] if a.shape[0] != b else a, out)
   glob = jax.make_array_from_process_local_data
   out = fn(jax.tree.map(lambda a: glob(replicated, np.asarray(a)), variables),
-           glob(batch, padded), glob(replicated, np.asarray(jax.random.key_data(key))),
-           glob(batch, index))
-  shards = sorted(out.addressable_shards, key=lambda s: s.index[0].start)
-  return jnp.asarray(np.concatenate([np.asarray(s.data) for s in shards])[:b])
+           *[glob(s, np.asarray(a)) for a, s in zip(args, shardings)])
+
+  def local_rows(a):
+    shards = sorted(a.addressable_shards, key=lambda s: s.index[0].start)
+    return jnp.asarray(np.concatenate([np.asarray(s.data) for s in shards])[:b])
+  return jax.tree.map(local_rows, out)
 
 
 @functools.partial(jax.jit, static_argnames=("model", "n", "chunk_size", "postprocess"))

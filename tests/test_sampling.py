@@ -259,3 +259,95 @@ def test_two_processes_equal_one(tmp_path):
   whole = sampling.variations(model, variables, images, jax.random.key(3), 3)
   np.testing.assert_allclose(np.load(tmp_path / "0.npy"), whole[:3], atol=1e-6)
   np.testing.assert_allclose(np.load(tmp_path / "1.npy"), whole[3:], atol=1e-6)
+
+
+def _image_keys(n: int, seed: int = 11):
+  return jax.vmap(lambda i: jax.random.fold_in(jax.random.key(seed), i))(jnp.arange(n))
+
+
+def test_per_image_keys_give_the_same_images_in_any_batch_or_order(small):
+  model, variables, images = small
+  keys = _image_keys(3)
+  whole = np.asarray(sampling.variations(model, variables, images, None, 4, keys=keys))
+  order = np.array([2, 0])
+  part = np.asarray(sampling.variations(model, variables, images[order], None, 4,
+                                        keys=keys[order]))
+  np.testing.assert_allclose(part, whole[order], atol=1e-6)
+  alone = np.asarray(sampling.variations(model, variables, images[1:2], jax.random.key(99), 4,
+                                         keys=keys[1:2]))  # `key` is ignored
+  np.testing.assert_allclose(alone[0], whole[1], atol=1e-6)
+  other = np.asarray(sampling.variations(model, variables, images, None, 4,
+                                         keys=_image_keys(3, seed=12)))
+  assert np.abs(other - whole).max() > 1e-3 and np.abs(whole[:, 0] - whole[:, 1]).max() > 1e-3
+
+
+@pytest.mark.parametrize("options", [sampling.Options(temperature=0.7, input_noise_std=0.1),
+                                     sampling.Options(rule="pvae_shared")])
+def test_per_image_keys_follow_the_documented_derivation(small, options):
+  """r = fold_in(keys[b], k); noise from split(r)[0], eps from split(r)[1] (x 0.1 under
+  pvae_shared); z = mean + temperature exp(logvar / 2) eps, one image at a time."""
+  model, variables, images = small
+  keys = _image_keys(3)
+  got = sampling.keyed_variations(model, variables, images, keys, 2, options, latents=True)
+  scale = sampling.PVAE_EPS_STD if options.rule == "pvae_shared" else 1.0
+  for b in range(3):
+    for k in range(2):
+      noise_key, eps_key = jax.random.split(jax.random.fold_in(keys[b], k))
+      x = images[b:b + 1]
+      if options.input_noise_std:
+        x = jnp.clip(x + options.input_noise_std * jax.random.normal(noise_key, x.shape[1:]), 0, 1)
+      mean, logvar = model.apply(variables, x, method=model.encode)
+      eps = scale * jax.random.normal(eps_key, mean.shape[1:])
+      z = mean + options.temperature * jnp.exp(0.5 * logvar) * eps
+      np.testing.assert_allclose(got.z[b, k], z[0], atol=1e-6)
+      np.testing.assert_allclose(got.mean[b, k], mean[0], atol=1e-6)
+      decoded = model.apply(variables, z, method=model.decode)
+      np.testing.assert_allclose(got.images[b, k], decoded[0], atol=1e-6)
+
+
+def test_keyed_uint8_is_rounded_on_the_devices_and_keys_are_checked(small):
+  model, variables, images = small
+  keys = _image_keys(3)
+  floats = sampling.keyed_variations(model, variables, images, keys, 2)
+  as_uint8 = sampling.keyed_variations(model, variables, images, keys, 2, as_uint8=True)
+  assert as_uint8.images.dtype == jnp.uint8 and as_uint8.z is None
+  expected = np.round(np.clip(np.asarray(floats.images), 0, 1) * 255).astype(np.uint8)
+  np.testing.assert_array_equal(as_uint8.images, expected)
+  with pytest.raises(ValueError, match="typed keys"):
+    sampling.variations(model, variables, images, None, 2, keys=jax.random.key_data(keys))
+  with pytest.raises(ValueError, match=r"shape \(3,\)"):
+    sampling.variations(model, variables, images, None, 2, keys=keys[:2])
+
+
+_KEYED_SHARDED = textwrap.dedent("""
+    import sys
+    import jax, numpy as np
+    from jaxvae import models, sampling
+    model = models.build("betavae", latent_dim=8)
+    variables = models.init_variables(model, jax.random.key(1))
+    images = jax.random.uniform(jax.random.key(2), (6, 64, 64, 3))
+    keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(11), i))(jax.numpy.arange(6))
+    out = sampling.keyed_variations(model, variables, images, keys, 3,
+                                    sampling.Options(input_noise_std=0.05), latents=True)
+    assert jax.local_device_count() == 4
+    np.savez(sys.argv[1], images=out.images, z=out.z, mean=out.mean)
+""")
+
+
+def test_keyed_sharded_equals_unsharded(tmp_path):
+  """Per-image keys over 4 host devices (6 images: 2 of padding) = 1 device (this process)."""
+  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+         "JAX_PLATFORMS": "cpu"}
+  proc = subprocess.run([sys.executable, "-c", _KEYED_SHARDED, str(tmp_path / "4.npz")],
+                        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  sharded = np.load(tmp_path / "4.npz")
+  model = models.build("betavae", latent_dim=8)
+  variables = models.init_variables(model, jax.random.key(1))
+  images = jax.random.uniform(jax.random.key(2), (6, 64, 64, 3))
+  one = sampling.keyed_variations(model, variables, images, _image_keys(6), 3,
+                                  sampling.Options(input_noise_std=0.05), jax.devices()[:1],
+                                  latents=True)
+  assert sharded["images"].shape == (6, 3, 64, 64, 3)
+  for name in ("images", "z", "mean"):
+    np.testing.assert_allclose(sharded[name], getattr(one, name), atol=1e-6)
