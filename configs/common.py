@@ -12,6 +12,11 @@ Layout (validated once, before any work, by jaxvae/options.py):
 import ml_collections
 
 
+def _none(kind: type):
+  """None by default ("as the original"), overridable from the command line as a `kind`."""
+  return ml_collections.config_dict.placeholder(kind)
+
+
 def get_config(model: str, checkpoint: str) -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   # Model name and shape-free fields of the module (see jaxvae/models); latent size comes from
@@ -90,5 +95,19 @@ def get_config(model: str, checkpoint: str) -> ml_collections.ConfigDict:
       "max_images": 0,  # 0 = every source
       "workers": 0,  # reading threads; 0 = one per core
       "distributed": "",
+  })
+  # --mode=train (jaxvae/train/options.py documents each field; None = as the original trained):
+  # `data` a CelebA root, tfds, or files/folders/globs/bundled: names; `init_from` "" (from
+  # scratch), a ported or exported checkpoint, or a published name (fine-tuning).
+  c.train = ml_collections.ConfigDict({
+      "data": "", "validation_data": "", "init_from": "", "latent_dim": 0,
+      "steps": 1000, "batch_size": _none(int), "learning_rate": _none(float),
+      "beta": _none(float), "alpha": _none(float),
+      "loss": "original", "perceptual_net": "vgg19-imagenet", "schedule": "original",
+      "plateau_factor": 0.2, "plateau_patience": 2, "plateau_min_delta": 1e-4,
+      "shuffle": _none(bool), "flip": False, "balance_attribute": "", "max_images": 0,
+      "eval_every": 0, "eval_images": 1000, "checkpoint_every": 500, "keep": 3,
+      "log_every": 50, "image_every": 500, "seed": 0, "compute_dtype": "float32",
+      "num_threads": 0,
   })
   return c

@@ -9,7 +9,7 @@ import dataclasses
 from typing import Any, Mapping
 
 MODES = ("reconstruct", "variations", "sample", "interpolate", "edit", "enhance", "evaluate",
-         "generate", "traverse")
+         "generate", "traverse", "train")
 SAMPLING_RULES = ("per_sample", "pvae_shared")
 ALIGN_MODES = ("auto", "celeba", "off")
 INTERPOLATIONS = ("linear", "slerp")
@@ -230,6 +230,12 @@ def _section(config: Mapping, mode: str, shared: Common) -> Any:
                     _str(config, "evaluate.fid_weights"))
   if mode == "generate":
     return _generate(config, shared)
+  if mode == "train":
+    from jaxvae.train import options as train  # pylint: disable=import-outside-toplevel
+    try:
+      return train.TrainOptions.from_config(_get(config, "train"), model=shared.model)
+    except train.OptionsError as e:
+      raise ConfigError(f"config.train: {e}") from None
   return None
 
 

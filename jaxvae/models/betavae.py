@@ -9,7 +9,10 @@ from jaxvae.models import layers
 
 
 class ConvBN(nn.Module):
-  """torch Sequential(Conv2d or ConvTranspose2d, BatchNorm2d); the activation is the caller's."""
+  """torch Sequential(Conv2d or ConvTranspose2d, BatchNorm2d); the activation is the caller's.
+
+  `upsample`: the DFC-VAE's F.interpolate(x, 2) then Sequential(ReplicationPad2d(1), Conv2d, BN).
+  """
   features: int
   kernel: int
   stride: int
@@ -17,15 +20,23 @@ class ConvBN(nn.Module):
   transpose: bool = False
   output_padding: int = 0
   bn_eps: float = layers.TORCH_BN_EPS
+  upsample: bool = False  # x is first upsampled 2x (nearest) and edge-padded by 1 (DFC-VAE)
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    # Training runs the exact phase forms of the 2x up-sampling layers (faster gradients).
     if self.transpose:
-      conv = layers.torch_conv_transpose(self.features, self.kernel, self.stride, self.pad,
-                                         self.output_padding, name="conv")
+      x = layers.torch_conv_transpose(self.features, self.kernel, self.stride, self.pad,
+                                      self.output_padding, name="conv")(x, train=train)
+    elif self.upsample:
+      x = layers.UpsampleConv(self.features, (self.kernel, self.kernel),
+                              padding=((self.pad, self.pad),) * 2, edge=True,
+                              name="conv")(x, train=train)
     else:
-      conv = layers.torch_conv(self.features, self.kernel, self.stride, self.pad, name="conv")
-    return layers.batch_norm(train, self.bn_eps, 0.9, "bn")(conv(x))
+      x = layers.torch_conv(self.features, self.kernel, self.stride, self.pad,
+                            name="conv")(x, train=train)
+    return layers.batch_norm(train, self.bn_eps, layers.TORCH_BN_MOMENTUM, "bn",
+                             unbiased_update=True)(x)
 
 
 class BetaVAE(layers.VAE):

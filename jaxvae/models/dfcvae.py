@@ -23,7 +23,8 @@ class DFCVAE(layers.VAE):
     self.fc_mu = nn.Dense(self.latent_dim)
     self.fc_var = nn.Dense(self.latent_dim)
     self.fc_z = nn.Dense(4096)
-    self.d1, self.d2, self.d3, self.d4 = [ConvBN(c, 3, 1, 0) for c in (128, 64, 32, 3)]
+    self.d1, self.d2, self.d3, self.d4 = [ConvBN(c, 3, 1, 0, upsample=True)
+                                          for c in (128, 64, 32, 3)]
 
   def encode(self, x: jax.Array, train: bool = False) -> tuple[jax.Array, jax.Array]:
     """x: [B, 64, 64, 3] in input_range -> (mean, logvar), each [B, L]."""
@@ -35,7 +36,6 @@ class DFCVAE(layers.VAE):
   def decode(self, z: jax.Array, train: bool = False) -> jax.Array:
     """z: [B, L] -> [B, 64, 64, 3] in output_range."""
     x = layers.unflatten_nchw(self.fc_z(z), 256, 4, 4)
-    for block in (self.d1, self.d2, self.d3, self.d4):
-      x = layers.edge_pad1(layers.upsample_nearest2x(x))
+    for block in (self.d1, self.d2, self.d3, self.d4):  # upsample, edge pad, conv, BN
       x = nn.leaky_relu(block(x, train), layers.TORCH_LEAKY_SLOPE)
     return nn.sigmoid(x)

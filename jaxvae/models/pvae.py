@@ -13,13 +13,19 @@ class ConvBNLeaky(nn.Module):
   features: int
   kernel: int
   stride: int
+  upsample: bool = False  # UpSampling2D(2) first (decoder blocks)
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     # 'same' for these sizes pads the same amount on both sides: k4 s2 -> 1, k3 s1 -> 1.
-    x = nn.Conv(self.features, (self.kernel, self.kernel), strides=(self.stride, self.stride),
-                padding=((1, 1), (1, 1)), name="conv")(x)
-    x = layers.batch_norm(train, layers.KERAS_BN_EPS, 0.99, "bn")(x)
+    if self.upsample:  # Training runs the exact phase form (faster gradients).
+      x = layers.UpsampleConv(self.features, (self.kernel, self.kernel),
+                              padding=((1, 1), (1, 1)), name="conv")(x, train=train)
+    else:
+      x = layers.Conv(self.features, (self.kernel, self.kernel),
+                      strides=(self.stride, self.stride), padding=((1, 1), (1, 1)),
+                      name="conv")(x, train=train)
+    x = layers.batch_norm(train, layers.KERAS_BN_EPS, layers.KERAS_BN_MOMENTUM, "bn")(x)
     return nn.leaky_relu(x, layers.KERAS_LEAKY_SLOPE)
 
 
@@ -40,8 +46,8 @@ class PVAE(layers.VAE):
     self.z_mean = nn.Dense(self.latent_dim)
     self.z_log_var = nn.Dense(self.latent_dim)
     self.decoder_dense = nn.Dense(4096)
-    self.decoder = [ConvBNLeaky(c, 3, 1) for c in (128, 64, 32)]
-    self.decoder_out = nn.Conv(3, (3, 3), padding=((1, 1), (1, 1)))
+    self.decoder = [ConvBNLeaky(c, 3, 1, upsample=True) for c in (128, 64, 32)]
+    self.decoder_out = layers.UpsampleConv(3, (3, 3), padding=((1, 1), (1, 1)))
 
   def encode(self, x: jax.Array, train: bool = False) -> tuple[jax.Array, jax.Array]:
     """x: [B, 64, 64, 3] in input_range -> (mean, logvar), each [B, L]."""
@@ -53,7 +59,6 @@ class PVAE(layers.VAE):
   def decode(self, z: jax.Array, train: bool = False) -> jax.Array:
     """z: [B, L] -> [B, 64, 64, 3] in output_range."""
     x = nn.relu(self.decoder_dense(z)).reshape(z.shape[0], 4, 4, 256)
-    for block in self.decoder:
-      x = block(layers.upsample_nearest2x(x), train)
-    return layers.output_activation(self.decoder_out(layers.upsample_nearest2x(x)),
-                                    self.output_activation)
+    for block in self.decoder:  # UpSampling2D, Conv2D, BN, LeakyReLU
+      x = block(x, train)
+    return layers.output_activation(self.decoder_out(x, train=train), self.output_activation)

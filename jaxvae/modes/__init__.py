@@ -17,6 +17,7 @@ MODES: dict[str, str] = {
     "evaluate": "jaxvae.evaluate:evaluate",
     "generate": "jaxvae.generate.mode:generate",
     "traverse": "jaxvae.modes.traverse:traverse",
+    "train": "jaxvae.modes.train:train",
 }
 
 
