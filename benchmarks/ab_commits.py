@@ -7,7 +7,9 @@ imports that tree's jaxvae, with that tree's jaxvae.schedule XLA flags. Both wor
 same random weights (written once by the first worker, read by the second), the same inputs and
 the same key, compile everything, and then the parent alternates timed calls between them (one
 works while the other waits on its pipe; the order flips every round, each call after a 0.2 s
-pause). Per model: images/s of each (medians of --rounds calls), new / old, the median of the
+pause). The worker started first measured 4-7% slower than the other with identical code on
+both sides (`--old=HEAD`), so by default the whole run is done twice, each version started first
+once, and the calls of both runs are pooled. Per model: images/s of each (medians of --rounds calls), new / old, the median of the
 per-round paired ratios, and the max abs difference between the two versions' outputs.
 
 Each tree runs `variations` as its own API does: the fast path (`fast.prepare_jit`) and the
@@ -180,20 +182,19 @@ class Worker:
         self.proc.kill()
 
 
-def run(args, tmp: str):
-  trees = {label: extract(rev, tmp) for label, rev in (("old", args.old), ("new", args.new))}
-  for label, (tree, desc) in trees.items():
-    print(f"{label}: {desc} at {tree}", flush=True)
-  weights = os.path.join(tmp, "weights")
+def run(args, tmp: str, trees: dict, start: str):
+  """Times of both workers, `start` started first: ({(label, model): [s]}, {model: diff})."""
+  weights = os.path.join(tmp, f"weights-{start}")
   os.makedirs(weights)
-  workers = {"new": Worker("new", trees["new"][0], args, weights, write=True)}
-  workers["new"].read("weights")  # Written: the old tree's worker can read them.
-  workers["old"] = Worker("old", trees["old"][0], args, weights, write=False)
+  first, second = ("old", "new") if start == "old" else ("new", "old")
+  workers = {first: Worker(first, trees[first][0], args, weights, write=True)}
+  workers[first].read("weights")  # Written: the other worker can read them.
+  workers[second] = Worker(second, trees[second][0], args, weights, write=False)
   try:
     for label in ("old", "new"):
       info = json.loads(workers[label].read("ready "))
-      print(f"{label}: {info['jaxvae']}, {info['devices']} device(s), chunk sizes {info['chunk']}, "
-            f"first calls {info['first_call_s']} s", flush=True)
+      print(f"[{start} first] {label}: {info['devices']} device(s), chunk sizes "
+            f"{info['chunk']}, first calls {info['first_call_s']} s", flush=True)
     names = args.models.split(",")
     times = {(label, name): [] for label in workers for name in names}
     for r in range(args.rounds):
@@ -212,13 +213,14 @@ def run(args, tmp: str):
   finally:
     for w in workers.values():
       w.close()
-  report(args, trees, names, times, diffs)
+  return times, diffs
 
 
 def report(args, trees, names, times, diffs):
   n_img = args.batch * args.variations
   print(f"\n## variations, B={args.batch} x K={args.variations}, images/s: medians of "
-        f"{args.rounds} interleaved rounds (min..max)\n")
+        f"{len(times[('old', names[0])])} interleaved calls (min..max; start order: "
+        f"{args.start})\n")
   print(f"old: {trees['old'][1]}; new: {trees['new'][1]}\n")
   print("| model | old | new | new / old (of medians) | paired ratio: median (min..max) | "
         "max abs diff |")
@@ -242,6 +244,9 @@ def main():
   ap.add_argument("--quick", action="store_true", help="a fast check: 5 rounds")
   ap.add_argument("--batch", type=int, default=64)
   ap.add_argument("--variations", type=int, default=10)
+  ap.add_argument("--start", choices=("both", "new", "old"), default="both",
+                  help="which worker starts first; both (default): a run of each order, pooled "
+                       "(the first-started worker measured 4-7% slower with identical code)")
   ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
   ap.add_argument("--tree", help=argparse.SUPPRESS)
   ap.add_argument("--weights", help=argparse.SUPPRESS)
@@ -255,9 +260,17 @@ def main():
   args.rounds = args.rounds or (5 if args.quick else 21)
   tmp = tempfile.mkdtemp(prefix="jaxvae-ab-")
   try:
-    run(args, tmp)
+    trees = {label: extract(rev, tmp) for label, rev in (("old", args.old), ("new", args.new))}
+    for label, (tree, desc) in trees.items():
+      print(f"{label}: {desc} at {tree}", flush=True)
+    runs = [run(args, tmp, trees, start)
+            for start in (("new", "old") if args.start == "both" else (args.start,))]
   finally:
     shutil.rmtree(tmp, ignore_errors=True)
+  names = args.models.split(",")
+  times = {k: [t for r in runs for t in r[0][k]] for k in runs[0][0]}
+  diffs = {n: max(r[1][n] for r in runs) for n in names}
+  report(args, trees, names, times, diffs)
 
 
 if __name__ == "__main__":
