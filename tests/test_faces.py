@@ -1,5 +1,6 @@
 """jaxvae.faces: MTCNN vs facenet-pytorch 2.6.0, CelebA alignment vs MATLAB, and real photos."""
 
+import json
 import os
 import shutil
 import zipfile
@@ -473,3 +474,22 @@ def test_align_from_the_cli_on_plain_photos(mtcnn_wheel, photos, tmp_path):
   shown = np.load(tmp_path / "auto" / "reconstruct.npz")["inputs"]
   assert shown.shape == (3, 64, 64, 3) and not np.array_equal(
       shown[0], np.load(tmp_path / "off" / "reconstruct.npz")["inputs"][0])
+
+
+def test_generate_aligns_photos_one_source_per_face(mtcnn_wheel, photos, tmp_path, ported_dir):
+  """--mode=generate on photos: each face is a source (pair.png#1, #2), an aligned CelebA-size
+  image passes as it is, a photo without a face is listed as skipped."""
+  from jaxvae import api, generate, generated
+  folder = tmp_path / "photos"
+  folder.mkdir()
+  Image.fromarray(_pair(photos)).save(folder / "pair.png")
+  Image.fromarray(np.full((218, 178, 3), 120, np.uint8)).save(folder / "aligned.png")
+  Image.fromarray(np.full((300, 400, 3), 200, np.uint8)).save(folder / "wall.png")
+  vae = api.load(ported_dir("l32-100.pt"))
+  summary = generate.generate(vae, str(folder), str(tmp_path / "out"), num_variations=2,
+                              batch_size=4, log=lambda s: None)
+  source = generated.open(str(tmp_path / "out" / "generate"))
+  ids = sorted({source[i]["source_id"] for i in range(len(source))})
+  assert ids == ["aligned.png", "pair.png#1", "pair.png#2"], (ids, summary)
+  manifest = json.load(open(tmp_path / "out" / "generate" / "manifest.json"))
+  assert "wall.png" in json.dumps(manifest["skipped"])

@@ -68,12 +68,12 @@ def _log(msg: str) -> None:
   print(msg, file=sys.stderr, flush=True)
 
 
-def _as_sources(vae, source: Any, max_images: int) -> Sources:
+def _as_sources(vae, source: Any, max_images: int, align: str) -> Sources:
   if isinstance(source, Sources):
     return source
   if isinstance(source, celeba.CelebA):
     return sources.from_celeba(source)
-  return sources.from_files(source, models.get_info(vae.name).celeba_box, max_images)
+  return sources.from_files(source, models.get_info(vae.name).celeba_box, max_images, align)
 
 
 def _clear_for_all_processes(root: str) -> None:
@@ -91,7 +91,7 @@ def generate(vae: Any, source: Any, workdir: str, num_variations: int = 10, seed
              batch_size: int = 64, shard_size: int = 10_000,
              format: str = "array_record",  # pylint: disable=redefined-builtin
              image_encoding: str = "raw", save_latents: bool = False, workers: int = 0,
-             max_images: int = 0, overwrite: bool = False,
+             max_images: int = 0, align: str = "auto", overwrite: bool = False,
              log: Callable[[str], None] = _log, **sampling_options: Any) -> dict:
   """Generates `num_variations` variations of every source into `workdir`/generate/.
 
@@ -103,6 +103,7 @@ def generate(vae: Any, source: Any, workdir: str, num_variations: int = 10, seed
     batch_size: sources per compiled call of this process (the last one of a shard is padded).
     shard_size, format, image_encoding, save_latents, workers: see `Settings`.
     max_images: only the first `max_images` sources of a file spec (0 = all).
+    align: faces in photos of a file spec (jaxvae.data.load_faces): auto, celeba or off.
     overwrite: discard an earlier generate output in `workdir` instead of resuming it.
     **sampling_options: temperature, deterministic, input_noise_std, sampling_rule,
       postprocess (as `VAE.options`).
@@ -122,7 +123,7 @@ def generate(vae: Any, source: Any, workdir: str, num_variations: int = 10, seed
   devices = jax.local_devices()
   budget.check(batch_size, num_variations, vae.latent_dim, opts.chunk_size, save_latents,
                workers or os.cpu_count() or 1, devices)
-  src = _as_sources(vae, source, max_images)
+  src = _as_sources(vae, source, max_images, align)
   outputs.check_workdir(workdir)
   job, done = _prepare(vae, src, settings, opts, os.path.join(workdir, generated.OUTPUT_DIR),
                        overwrite)

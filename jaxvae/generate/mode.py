@@ -32,7 +32,7 @@ def generate(run: options.Run, workdir: str, overwrite: bool = False) -> dict:
   if c.celeba:
     src = sources.open_celeba(c.celeba, c.split, box, g.max_images)
   else:
-    src = sources.from_files(c.input, box, g.max_images)
+    src = sources.from_files(c.input, box, g.max_images, c.align)
   return generate_records(
       vae, src, workdir, c.num_variations, c.seed, batch_size=c.batch_size,
       shard_size=g.shard_size, format=g.format, image_encoding=g.image_encoding,

@@ -14,6 +14,7 @@ import os
 from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
+from PIL import Image
 
 from jaxvae import celeba, data
 
@@ -63,9 +64,29 @@ def _check_unique(ids: Sequence[str], names: Sequence[str]) -> None:
         "instead of several folders that hold the same file names")
 
 
+def _faces_in(name: str, box: tuple[int, int, int, int], align: str) -> int:
+  """How many faces `name` yields under `align` (1 without detection); an unreadable file or a
+  photo without a face counts 1, so that loading it fails in the run and is listed as skipped."""
+  if align == "off" or (align == "auto" and name.startswith(data.BUNDLED_PREFIX)):
+    return 1
+  if align == "auto" and not name.startswith(data.BUNDLED_PREFIX):
+    try:
+      with Image.open(name) as image:  # The header only: aligned CelebA images pass as they are.
+        if image.size == data.CELEBA_SIZE:
+          return 1
+    except (OSError, ValueError):
+      return 1
+  try:
+    return max(1, len(data.load_faces(name, box, align)))  # Detections are cached per file.
+  except _READ_ERRORS:
+    return 1
+
+
 def from_files(spec: str | Sequence[str], box: tuple[int, int, int, int],
-               max_images: int = 0) -> Sources:
-  """Files, folders and globs (jaxvae.data.expand semantics) or bundled portraits."""
+               max_images: int = 0, align: str = "off") -> Sources:
+  """Files, folders and globs (jaxvae.data.expand semantics) or bundled portraits; under `align`
+  (jaxvae.data.load_faces) each face of a photo is a source, `<id>#1`, `<id>#2`, ... when a photo
+  has several (found before the run, detections cached per file content)."""
   items = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s.strip()]
   names, ids = [], []
   for item in items or [""]:
@@ -73,12 +94,23 @@ def from_files(spec: str | Sequence[str], box: tuple[int, int, int, int],
     root = None if not item or item.startswith(data.BUNDLED_PREFIX) else _root(item)
     names += found
     ids += [f if root is None else os.path.relpath(f, root).replace(os.sep, "/") for f in found]
+  faces = [(n, i, k, count) for n, i in zip(names, ids)
+           for count in [_faces_in(n, box, align)] for k in range(count)]
+  names = [n for n, _, _, _ in faces]
+  ids = [i if count == 1 else f"{i}#{k + 1}" for _, i, k, count in faces]
+  picks = [k for _, _, k, _ in faces]
   if max_images:
-    names, ids = names[:max_images], ids[:max_images]
+    names, ids, picks = names[:max_images], ids[:max_images], picks[:max_images]
   _check_unique(ids, names)
   what = ", ".join(items) if items else "the bundled portraits"
-  return Sources("files", f"{len(ids)} files of {what}", ids,
-                 lambda i: data.load_one(names[i], box), None)
+
+  def load(i: int) -> np.ndarray:
+    if align == "off":
+      return data.load_one(names[i], box)
+    return data.load_faces(names[i], box, align)[picks[i]][1]
+
+  return Sources("files", f"{len(ids)} {'faces' if align != 'off' else 'files'} of {what}", ids,
+                 load, None)
 
 
 def from_celeba(ds: celeba.CelebA) -> Sources:
