@@ -1,6 +1,7 @@
 """--mode=generate: streaming equals the engine, resume after kill, two processes, bad inputs,
 another config's workdir, the record encoding and the reader."""
 
+import functools
 import json
 import os
 import pickle
@@ -20,10 +21,13 @@ from PIL import Image
 import fake_celeba
 from conftest import REPO
 from jaxvae import api, celeba, checkpoint, data, generated, models, options, outputs, sampling
-from jaxvae.generate import generate, source_keys
+from jaxvae.generate import generate as generate_with_faces, source_keys
 from random_weights import randomize_flax
 
 K, B = 3, 4  # Variations, sources per compiled call.
+# The fixtures are synthetic images of assorted sizes, not photos of faces: cropped as they are
+# (tests/test_faces.py covers generate with face alignment).
+generate = functools.partial(generate_with_faces, align="off")
 
 
 @pytest.fixture(scope="module")
