@@ -75,6 +75,8 @@ def get_config(model: str, checkpoint: str) -> ml_collections.ConfigDict:
   # `fid`: FID and KID of the reconstructions and of as many prior samples against the inputs,
   # with pytorch-fid's Inception-v3 (`fid_weights`: published name, downloaded and ported once,
   # or a ported directory). FID needs more than 2048 images for a full-rank covariance.
+  # `generated`: a --mode=generate output (its --workdir), scored by FID and KID against the
+  # same inputs.
   c.evaluate = ml_collections.ConfigDict({
       "checkpoints": "",
       "max_images": 1000,  # 0 = the whole split
@@ -82,6 +84,7 @@ def get_config(model: str, checkpoint: str) -> ml_collections.ConfigDict:
       "bootstrap": 2000,
       "fid": False,
       "fid_weights": "inception-fid",
+      "generated": "",
   })
   # --mode=generate: num_variations variations of every source (config.celeba's split, else
   # config.input) streamed into <workdir>/generate/ shards of `shard_size` records ("array_record",

@@ -80,6 +80,7 @@ class Evaluate:
   bootstrap: int
   fid: bool  # FID and KID of reconstructions and prior samples against the inputs
   fid_weights: str  # Inception-v3 weights: a published name or a ported directory
+  generated: str  # A --mode=generate output scored (FID, KID) against the inputs; "" = none
 
 
 @dataclasses.dataclass(frozen=True)
@@ -227,7 +228,7 @@ def _section(config: Mapping, mode: str, shared: Common) -> Any:
       raise ConfigError(f"config.evaluate.fid must be True or False, got {use_fid!r}")
     return Evaluate(checkpoints, _int(config, "evaluate.max_images", 0),
                     net, _int(config, "evaluate.bootstrap", 0, 1_000_000), use_fid,
-                    _str(config, "evaluate.fid_weights"))
+                    _str(config, "evaluate.fid_weights"), _str(config, "evaluate.generated"))
   if mode == "generate":
     return _generate(config, shared)
   if mode == "train":

@@ -116,12 +116,16 @@ def test_evaluate_fid_and_kid_of_reconstructions_and_samples(tmp_path, ported_di
   torch.save(random_inception().state_dict(), src)
   weights = port_api.port("inception", str(src), str(tmp_path / "inception")).out_dir
   from configs import betavae
-  from jaxvae import modes, options
+  from jaxvae import generate, modes, options
   ckpt = ported_dir("l32-100.pt")
   out = tmp_path / "eval"
+  gen = generate.generate(api.load(ckpt), "", str(tmp_path / "gen"), num_variations=2,
+                          batch_size=2, log=lambda s: None)
+  assert gen["records"] == 4
   config = betavae.get_config("l32")
   config.checkpoint, config.num_variations, config.batch_size = ckpt, 2, 8
   config.evaluate.lpips_net, config.evaluate.fid, config.evaluate.fid_weights = "", True, weights
+  config.evaluate.generated = str(tmp_path / "gen")  # And a --mode=generate output.
   modes.get("evaluate")(options.validate(config, "evaluate"), str(out))  # In process: one compile.
   scores = json.load(open(out / "metrics.json"))["models"]["betavae-l32"]["fid"]
   assert any("2048" in w for w in scores["warnings"])  # Too few images for a full-rank covariance.
@@ -136,3 +140,7 @@ def test_evaluate_fid_and_kid_of_reconstructions_and_samples(tmp_path, ported_di
   assert scores["reconstructions"]["fid"] == pytest.approx(want, rel=1e-4)
   assert np.isfinite(scores["samples"]["fid"]) and scores["samples"]["fid"] > 0
   assert "FID and KID" in (out / "report.md").read_text()
+  scored = json.load(open(out / "metrics.json"))["generated"]
+  assert scored["n_generated"] == 4 and scored["n_real"] == 2, scored
+  assert np.isfinite(scored["fid"]) and scored["fid"] > 0
+  assert f"Generated images of {tmp_path / 'gen'}" in (out / "report.md").read_text()

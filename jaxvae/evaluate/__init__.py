@@ -164,6 +164,15 @@ def _evaluate_one(ckpt: str, taken: set, run: options.Run, out: outputs.OutputSe
   return label, result, ds.description
 
 
+def _generated(run: options.Run) -> dict:
+  """FID and KID of config.evaluate.generated (a --mode=generate output) against the inputs."""
+  ds = dataset.open_dataset(run, run.common.model, common.log)
+  common.log(f"FID and KID of {run.section.generated} against {ds.description}")
+  return fid_scores.generated_scores(run.section.fid_weights, run.section.generated,
+                                     (images for _, images in ds.batches(run.common.batch_size)),
+                                     run.common.batch_size, common.log)
+
+
 def evaluate(run: options.Run, workdir: str, overwrite: bool = False) -> dict:
   """Evaluates config.checkpoint and config.evaluate.checkpoints; writes metrics.json, report.md
   and figures as one set."""
@@ -176,8 +185,11 @@ def evaluate(run: options.Run, workdir: str, overwrite: bool = False) -> dict:
       label, results[label], description = _evaluate_one(ckpt, taken, run, out, cache_root)
       taken.add(label)
     report.plot_models(out.path("evaluate_models.png"), results)
-    out.write_bytes("report.md", report.report(results, description, run).encode())
+    extra = _generated(run) if run.section.generated else None
+    out.write_bytes("report.md", report.report(results, description, run, extra).encode())
     summary = {"data": description, "seconds": time.perf_counter() - start, "models": results}
+    if extra:
+      summary["generated"] = extra
     outputs.write_json(out.path("metrics.json"), summary)
     out.commit({label: {k: v["mean"] for k, v in r["metrics"].items()}
                 | {f"{k}/{m}": v for k, d in r.get("fid", {}).items() if isinstance(d, dict)

@@ -1,12 +1,13 @@
 """FID and KID inside --mode=evaluate: Inception features of the inputs, their reconstructions and
-as many prior samples, streamed batch by batch into running statistics (jaxvae.fid)."""
+as many prior samples, streamed batch by batch into running statistics (jaxvae.fid); and of a
+--mode=generate output against the same inputs."""
 
 import warnings
 from typing import Any, Callable
 
 import numpy as np
 
-from jaxvae import fid
+from jaxvae import fid, generated
 from jaxvae.nets import inception
 
 SETS = ("real", "reconstructions", "samples")  # Compared: real with each of the others.
@@ -43,3 +44,25 @@ class Accumulator:
       log(f"warning: {message}")
     result["warnings"] = list(dict.fromkeys(str(w.message) for w in caught))
     return result
+
+
+def generated_scores(weights_spec: str, generated_dir: str, real_batches, batch_size: int,
+                     log: Callable[[str], None]) -> dict[str, Any]:
+  """FID and KID of every image a --mode=generate run wrote into `generated_dir` against the
+  images of `real_batches` (an iterable of [n, 64, 64, 3] arrays), both streamed."""
+  variables = inception.load(weights_spec, log)
+  records = generated.open(generated_dir)
+  real, fake = fid.FeatureSet(seed=0), fid.FeatureSet(seed=1)
+  for images in real_batches:
+    real.add_images(variables, images)
+  for start in range(0, len(records), batch_size):
+    stop = min(start + batch_size, len(records))
+    fake.add_images(variables, np.stack([records[i]["image"] for i in range(start, stop)]))
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    s = fid.scores(real, fake)
+  messages = list(dict.fromkeys(str(w.message) for w in caught))
+  for message in messages:
+    log(f"warning: {message}")
+  return {"generated": generated_dir, "n_real": s.n_real, "n_generated": s.n_fake, "fid": s.fid,
+          "kid_mean": s.kid.mean, "kid_std": s.kid.std, "warnings": messages}

@@ -103,7 +103,8 @@ def fid_table(results: dict) -> list[str]:
   return lines
 
 
-def report(results: dict, ds_description: str, run: options.Run) -> str:
+def report(results: dict, ds_description: str, run: options.Run,
+           generated: dict | None = None) -> str:
   """report.md: models table, diversity, per-attribute tables with their caveats, figures."""
   c, section = run.common, run.section
   lines = ["# Evaluation report", "", f"Data: {ds_description}.", "",
@@ -130,6 +131,12 @@ def report(results: dict, ds_description: str, run: options.Run) -> str:
   for label, r in results.items():
     lines.append(f"| {label} | {stat(r, 'diversity/pixel')} | {stat(r, 'diversity/lpips')} |")
   lines += fid_table(results)
+  if generated:
+    lines += ["", f"Generated images of {generated['generated']} against the inputs: FID "
+              f"{generated['fid']:.2f}, KID x 1000 {1000 * generated['kid_mean']:.2f} +- "
+              f"{1000 * generated['kid_std']:.2f} ({generated['n_generated']} generated, "
+              f"{generated['n_real']} real images)."]
+    lines += [f"- {w}" for w in generated["warnings"]]
   for label, r in results.items():
     if "bias" not in r:
       continue
