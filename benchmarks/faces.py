@@ -1,4 +1,4 @@
-"""Face detection and CelebA alignment on the CPU: faces per second at two photo sizes, side by side
+"""Face detection and CelebA alignment: faces per second at two photo sizes, side by side
 with facenet-pytorch's own detect_face (torch), in one run.
 
   python benchmarks/faces.py [--sizes=512,2048] [--repeats=5] [--schedule] [--torch]
@@ -8,7 +8,7 @@ portraits side by side resized to S wide (two faces). Timed, interleaved, median
 - jax detect: jaxvae.faces' MTCNN cascade (the Detector, no disk cache);
 - jax detect+align: faces.align_all (detect, one landmark refinement pass, CelebA warp);
 - torch detect: facenet-pytorch 2.6.0's detect_face from its wheel (tests/facenet_reference.py)
-  with the same weights (--torch_threads, default torch's own choice).
+  with the same weights (--torch_threads, default torch's own choice; --torch_device).
 Cold: the first detect call per photo (compiles for new canvas/batch buckets), reported apart.
 --schedule applies jaxvae.schedule's CPU flags as main.py does (two single-threaded host
 devices: detection then runs on one core); --noschedule leaves XLA's defaults (both cores).
@@ -32,6 +32,7 @@ _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed rounds; medians are reporte
 _SCHEDULE = flags.DEFINE_bool("schedule", True, "Use jaxvae.schedule's CPU XLA flags (main.py's).")
 _TORCH = flags.DEFINE_bool("torch", True, "Also time facenet-pytorch's original detect_face.")
 _TORCH_THREADS = flags.DEFINE_integer("torch_threads", 0, "torch threads (0: torch's default).")
+_TORCH_DEVICE = flags.DEFINE_string("torch_device", "cpu", "torch device of the original.")
 _WEIGHTS = flags.DEFINE_string("weights", "mtcnn", "Published name or ported MTCNN directory.")
 
 
@@ -71,8 +72,9 @@ def main(argv):
     from port import mtcnn as port_mtcnn  # pylint: disable=import-outside-toplevel
     from port.torch_ref import mtcnn as torch_mtcnn  # pylint: disable=import-outside-toplevel
     wheel = port_mtcnn.resolve("mtcnn")
-    original = facenet_reference.load(wheel, torch_mtcnn.load(port_mtcnn.read_state_dicts(wheel)))
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    original = facenet_reference.load(wheel, torch_mtcnn.load(port_mtcnn.read_state_dicts(wheel)),
+                                       _TORCH_DEVICE.value)
+    print(f"torch {torch.__version__} on {_TORCH_DEVICE.value}, {torch.get_num_threads()} threads")
 
   print(f"\n| photo | cold detect (s) | jax detect faces/s | jax detect+align faces/s "
         f"| torch detect faces/s | jax / torch |")

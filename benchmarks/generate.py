@@ -7,21 +7,24 @@ folder and deleted after):
     many images as the run generates (block_until_ready; no reading, no writing);
   - generate: `jaxvae.generate.generate` over the tree into a fresh folder: reading, JPEG decode,
     crop and resize, the engine, records (raw uint8, the default), ArrayRecord writes, sha256,
-    fsync, manifest; and the same with PNG-encoded images inside the records (--png).
+    fsync, manifest, sources read in worker processes (the default); the same with reading
+    threads (--threads), and with PNG-encoded images inside the records (--png).
 All take turns for --repeats rounds (medians). Printed: images/s and generate / engine, in wall
-time and in process CPU time per image (all threads; what a run costs the cores whatever else the
-machine runs, so comparable on a shared host), and where the rest goes: the pipeline's per-stage
-seconds, and each host stage timed alone in thread CPU time.
+time and in CPU time per image (all threads and reading processes; what a run costs the cores
+whatever else the machine runs, so comparable on a shared host), and where the rest goes: the
+pipeline's per-stage seconds, and each host stage timed alone in thread CPU time.
 --rss: peak RSS of `main.py --mode=generate` in fresh processes for --rss-sizes sources.
 --devices-check: main.py runs with 1, 2 and 4 host devices and several batch sizes: how many
 images are byte-identical, and the largest difference of the float latents.
 
   python benchmarks/generate.py [--models=vanilla,betavae,dfcvae,pvae] [--sources=2048]
-      [--repeats=3] [--no-png] [--rss] [--rss-sizes=1000,20000] [--devices-check] [--no-ratio]
+      [--repeats=3] [--no-threads] [--no-png] [--rss] [--rss-sizes=1000,20000] [--devices-check]
+      [--no-ratio]
 """
 
 import argparse
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -40,6 +43,8 @@ def parse_args():
   ap.add_argument("--batch", type=int, default=64, help="sources per compiled call B")
   ap.add_argument("--variations", type=int, default=10, help="variations K")
   ap.add_argument("--repeats", type=int, default=3)
+  ap.add_argument("--threads", action=argparse.BooleanOptionalAction, default=True,
+                  help="also time generate with reading threads instead of processes")
   ap.add_argument("--png", action=argparse.BooleanOptionalAction, default=True,
                   help="also time PNG-encoded images inside the records")
   ap.add_argument("--rss", action="store_true", help="measure peak RSS for --rss-sizes")
@@ -89,8 +94,9 @@ def time_stages_alone(vae, src, n: int = 128) -> dict:
   t = time.thread_time()
   images = np.stack([src.load(i) for i in range(n)])
   read_us = (time.thread_time() - t) / n * 1e6
-  out = sampling.keyed_variations(vae.model, vae.params, images[:ARGS.batch],
-                                  jax.random.split(jax.random.key(0), ARGS.batch),
+  batch = images[:ARGS.batch]
+  out = sampling.keyed_variations(vae.model, vae.params, batch,
+                                  jax.random.split(jax.random.key(0), len(batch)),
                                   ARGS.variations, vae.options(), as_uint8=True)
   faces = np.asarray(out.images)  # [B, K, 64, 64, 3]
   costs = {"read+decode+crop+resize per source": read_us}
@@ -124,16 +130,18 @@ def bench_model(name: str, ckpt: str, tree: str, scratch: str) -> dict:
 
   summaries = {}
 
-  def run_generate(enc):
+  def run_generate(enc, reader="auto"):
     def fn():
       out = os.path.join(scratch, f"out-{name}-{enc}")
       shutil.rmtree(out, ignore_errors=True)
-      summaries.setdefault(enc, []).append(generate(
+      summaries.setdefault(f"{enc}, {reader} readers", []).append(generate(
           vae, src, out, ARGS.variations, batch_size=ARGS.batch, image_encoding=enc,
-          log=lambda s: None)[f"process_{jax.process_index()}"])
+          reader=reader, log=lambda s: None)[f"process_{jax.process_index()}"])
     return fn
 
   fns = {"engine": engine, "generate raw": run_generate("raw")}
+  if ARGS.threads:
+    fns["generate raw, reading threads"] = run_generate("raw", "threads")
   if ARGS.png:
     fns["generate png-in-record"] = run_generate("png")
   for fn in fns.values():  # Warm-up: compiles.
@@ -148,18 +156,24 @@ def bench_model(name: str, ckpt: str, tree: str, scratch: str) -> dict:
           "alone": time_stages_alone(vae, src), "images": n_images}
 
 
+def _cpu_seconds() -> float:
+  """CPU time of this process (all threads) and of its reaped children (reading processes)."""
+  children = resource.getrusage(resource.RUSAGE_CHILDREN)
+  return time.process_time() + children.ru_utime + children.ru_stime
+
+
 def interleaved(fns: dict, repeats: int) -> tuple[dict, dict]:
-  """Wall and process CPU seconds (all threads) of each fn over `repeats` rounds, order
-  rotating, each call after common.PAUSE_S idle."""
+  """Wall and CPU seconds (all threads, reading processes included) of each fn over `repeats`
+  rounds, order rotating, each call after common.PAUSE_S idle."""
   labels = list(fns)
   wall, cpu = {k: [] for k in labels}, {k: [] for k in labels}
   for r in range(repeats):
     for k in labels[r % len(labels):] + labels[:r % len(labels)]:
       time.sleep(common.PAUSE_S)
-      w, c = time.perf_counter(), time.process_time()
+      w, c = time.perf_counter(), _cpu_seconds()
       fns[k]()
       wall[k].append(time.perf_counter() - w)
-      cpu[k].append(time.process_time() - c)
+      cpu[k].append(_cpu_seconds() - c)
   return wall, cpu
 
 
@@ -248,9 +262,10 @@ def main():
     ckpts = {name: make_checkpoint(name, os.path.join(scratch, f"ckpt-{name}"))
              for name in set(names) | ({ARGS.rss_model} if sizes else set())}
     if ARGS.ratio:
-      results = {name: bench_model(name, ckpts[name], tree, scratch) for name in names}
-      for name, r in results.items():
-        report(name, r)
+      results = {}
+      for name in names:  # Each model's report as soon as it is measured.
+        results[name] = bench_model(name, ckpts[name], tree, scratch)
+        report(name, results[name])
       table(results)
     if ARGS.devices_check:
       for name in names:

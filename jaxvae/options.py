@@ -90,7 +90,8 @@ class Generate:
   image_encoding: str  # Images in ArrayRecord records: "raw" uint8 or "png".
   save_latents: bool
   max_images: int  # 0 = every source
-  workers: int  # Reading threads; 0 = one per core.
+  workers: int  # Reading workers; 0 = one per core.
+  reader: str  # "auto", "processes" or "threads"
   distributed: str  # "" (one process), "auto" or "HOST:PORT,NUM_PROCESSES,PROCESS_ID"
 
 
@@ -173,7 +174,7 @@ def common(config: Mapping) -> Common:
       input=_str(config, "input"), align=_choice(config, "align", ALIGN_MODES),
       celeba=_str(config, "celeba"), split=_str(config, "split"),
       seed=_int(config, "seed", 0, MAX_SEED), postprocess=_postprocess(config),
-      chunk_size=_int(config, "chunk_size", 0), batch_size=_int(config, "batch_size", 1, 65536),
+      chunk_size=_int(config, "chunk_size", 0), batch_size=_int(config, "batch_size", 0, 65536),
       num_variations=_int(config, "num_variations", 1, MAX_GRID_IMAGES),
       temperature=0.0 if deterministic else temperature,
       input_noise_std=_float(config, "input_noise_std", lo=0.0),
@@ -258,6 +259,7 @@ def _generate(config: Mapping, shared: Common) -> Generate:
   return Generate(shard_size, _choice(config, "generate.format", ("array_record", "png")),
                   _choice(config, "generate.image_encoding", ("raw", "png")), save_latents,
                   _int(config, "generate.max_images", 0), _int(config, "generate.workers", 0, 256),
+                  _choice(config, "generate.reader", ("auto", "processes", "threads")),
                   distributed)
 
 

@@ -31,7 +31,7 @@ def nms(boxes, scores, threshold):
     h = (torch.minimum(y2[i], y2[rest]) - torch.maximum(y1[i], y1[rest])).clamp(min=0)
     inter = w * h
     order = rest[inter / (area[i] + area[rest] - inter) <= threshold]
-  return torch.tensor(keep, dtype=torch.long)
+  return torch.tensor(keep, dtype=torch.long, device=boxes.device)
 
 
 def batched_nms(boxes, scores, idxs, threshold):
@@ -40,14 +40,16 @@ def batched_nms(boxes, scores, idxs, threshold):
   keep = [torch.nonzero(idxs == c).flatten() for c in idxs.unique()]
   keep = [m[nms(boxes[m], scores[m], threshold)] for m in keep]
   if not keep:
-    return torch.empty(0, dtype=torch.long)
+    return torch.empty(0, dtype=torch.long, device=boxes.device)
   keep = torch.cat(keep)
   return keep[torch.argsort(scores[keep], descending=True)]
 
 
-def load(wheel: str, torch_nets: dict):
+def load(wheel: str, torch_nets: dict, device: str = "cpu"):
   """rgb uint8 [H, W, 3] -> (boxes [N, 5], points [N, 5, 2]) as facenet-pytorch's MTCNN.detect
-  with its defaults (min face 20, thresholds 0.6/0.7/0.7, factor 0.709), largest box first."""
+  with its defaults (min face 20, thresholds 0.6/0.7/0.7, factor 0.709), largest box first;
+  the networks run on torch `device`."""
+  torch_nets = {k: net.to(device) for k, net in torch_nets.items()}
   stubs = {n: types.ModuleType(n) for n in STUBBED}
   stubs["torchvision.ops.boxes"].batched_nms = batched_nms
   saved = {n: sys.modules.get(n) for n in STUBBED}
@@ -68,7 +70,7 @@ def load(wheel: str, torch_nets: dict):
     import torch  # pylint: disable=import-outside-toplevel
     with torch.no_grad():
       boxes, points = module.detect_face(rgb, 20, torch_nets["pnet"], torch_nets["rnet"],
-                                         torch_nets["onet"], [0.6, 0.7, 0.7], 0.709, "cpu")
+                                         torch_nets["onet"], [0.6, 0.7, 0.7], 0.709, device)
     boxes = np.asarray(boxes[0], np.float64).reshape(-1, 5)
     points = np.asarray(points[0], np.float64).reshape(-1, 5, 2)
     order = np.argsort(-(boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]), kind="stable")

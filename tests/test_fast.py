@@ -124,6 +124,9 @@ def test_configure_xla_flags_keeps_the_users_flags():
   assert chunking.resolve(0, "dfcvae", "gpu") == 0
   assert chunking.resolve(0, "dfcvae", "cpu") == models.get_info("dfcvae").cpu_chunk_size > 0
   assert chunking.resolve(5, "dfcvae", "cpu") == 5
+  # Inputs per compiled call of the streaming modes (config.batch_size = 0).
+  assert [chunking.batch_size(0, b) for b in ("cpu", "gpu", "tpu")] == [64, 1024, 1024]
+  assert chunking.batch_size(12, "gpu") == 12
 
 
 def test_sampling_on_prepared_params_equals_the_reference_modules():

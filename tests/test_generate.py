@@ -357,3 +357,33 @@ def test_two_processes_equal_one(ckpt, celeba_tree, reference, tmp_path):
   assert _shard_bytes(tmp_path) == reference
   manifest = json.load(open(tmp_path / "generate" / "manifest.json"))
   assert manifest["complete"] and manifest["counts"]["records"] == 114
+
+
+def test_reading_processes_write_what_reading_threads_write(vae, ckpt, celeba_tree, reference,
+                                                           tmp_path):
+  """Sources read by 2 spawned worker processes (images sent back as uint8): files, unreadable
+  ones among them, give the reading threads' shard bytes and skip reasons; a CelebA tree through
+  main.py gives the reference run's bytes."""
+  folder = tmp_path / "in"
+  _write_faces(str(folder), 5)
+  (folder / "broken.jpg").write_bytes(b"\xff\xd8 nope")
+  runs = {}
+  for reader in ("threads", "processes"):
+    out = tmp_path / reader
+    summary = generate(vae, str(folder), str(out), K, batch_size=B, shard_size=2 * K, workers=2,
+                       reader=reader)
+    assert f"read ({reader}, CPU)" in summary["process_0"]["stage_seconds"], summary
+    skipped = json.load(open(out / "generate" / "manifest.json"))["skipped"]
+    runs[reader] = _shard_bytes(out), skipped
+  assert runs["processes"] == runs["threads"] and len(runs["threads"][0]) == 3
+  assert [s["source"] for s in runs["threads"][1]] == ["broken.jpg"]
+  workdir = tmp_path / "celeba"
+  proc = subprocess.run(
+      [sys.executable, "main.py", *_cli(ckpt, celeba_tree.root, str(workdir),
+                                        "--config.generate.reader=processes",
+                                        "--config.generate.workers=2")],
+      cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert _shard_bytes(workdir) == reference
+  with pytest.raises(options.ConfigError, match="reader must be one of"):
+    generate(vae, str(folder), str(tmp_path / "x"), K, reader="forks")

@@ -134,6 +134,9 @@ class CelebA:
         pending = ex.submit(self.load_batch, chunks[k + 1]) if k + 1 < len(chunks) else None
         yield Batch(chunk, images)
 
+  def __getstate__(self) -> dict:  # Pickled for worker processes: without the thread pool.
+    return {**self.__dict__, "_pool": None}
+
   def close(self) -> None:
     if self._pool is not None:
       self._pool.shutdown()

@@ -2,7 +2,7 @@
 
 import io
 import os
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 from PIL import Image
@@ -80,8 +80,23 @@ def _open_files(root: str, split: str, max_count: int | None, box, size: int,
       raise FileNotFoundError(f"{len(lost)} image(s) of the {split} split are missing from "
                               f"{images_dir}: {_listing(lost)}")
 
-  def load(i: int) -> Image.Image:
-    path = os.path.join(images_dir, str(names_arr[i]))
+  kinds = {p.rsplit(".", 1)[-1] for p in (partition_path, attr_path)}
+  return CelebA(names=names_arr, splits=split_ids[chosen], attributes=attributes, split=split,
+                box=tuple(box), size=size, raw_loader=_ImageLoader(images_dir, names_arr),
+                num_threads=num_threads,
+                source=f"CelebA files at {root} ({'/'.join(sorted(kinds))})")
+
+
+# tensorflow-datasets.
+
+
+class _ImageLoader(NamedTuple):
+  """index -> the PIL image of file `names[index]` in `images_dir` (picklable)."""
+  images_dir: str
+  names: np.ndarray
+
+  def __call__(self, i: int) -> Image.Image:
+    path = os.path.join(self.images_dir, str(self.names[i]))
     try:
       with open(path, "rb") as f:
         image = Image.open(io.BytesIO(f.read()))
@@ -91,11 +106,3 @@ def _open_files(root: str, split: str, max_count: int | None, box, size: int,
     except OSError as e:
       raise ValueError(f"CelebA image {path} is unreadable: {e}") from e
     return image
-
-  kinds = {p.rsplit(".", 1)[-1] for p in (partition_path, attr_path)}
-  return CelebA(names=names_arr, splits=split_ids[chosen], attributes=attributes, split=split,
-                box=tuple(box), size=size, raw_loader=load, num_threads=num_threads,
-                source=f"CelebA files at {root} ({'/'.join(sorted(kinds))})")
-
-
-# tensorflow-datasets.

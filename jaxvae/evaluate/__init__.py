@@ -17,7 +17,7 @@ import time
 import jax
 import numpy as np
 
-from jaxvae import api, bias, celeba, metrics, options, outputs, postprocess
+from jaxvae import api, bias, celeba, chunking, metrics, options, outputs, postprocess
 from jaxvae.evaluate import dataset, fid_scores, report
 from jaxvae.modes import common
 
@@ -60,14 +60,14 @@ def _evaluate_model(vae: api.VAE, label: str, ds: dataset.Dataset, run: options.
   """Per-image scores of every image, resuming from finished batches in `cache`; FID features
   stream into `fids`."""
   c, net = run.common, run.section.lpips_net or None
+  bs, n = chunking.batch_size(c.batch_size), len(ds.names)
   _open_cache(cache, {
       "checkpoint": os.path.abspath(vae.checkpoint_dir), "images": ds.description,
-      "n": len(ds.names), "batch_size": c.batch_size, "seed": c.seed,
+      "n": len(ds.names), "batch_size": bs, "seed": c.seed,
       "num_variations": c.num_variations, "temperature": c.temperature,
       "input_noise_std": c.input_noise_std, "sampling_rule": c.sampling_rule,
       "postprocess": c.postprocess, "lpips_net": run.section.lpips_net,
       "fid_weights": run.section.fid_weights if fids else ""})
-  bs, n = c.batch_size, len(ds.names)
   parts, resumed, start = [], 0, time.perf_counter()
   try:
     for b, (indices, images) in enumerate(ds.batches(bs)):
@@ -167,10 +167,10 @@ def _evaluate_one(ckpt: str, taken: set, run: options.Run, out: outputs.OutputSe
 def _generated(run: options.Run) -> dict:
   """FID and KID of config.evaluate.generated (a --mode=generate output) against the inputs."""
   ds = dataset.open_dataset(run, run.common.model, common.log)
+  bs = chunking.batch_size(run.common.batch_size)
   common.log(f"FID and KID of {run.section.generated} against {ds.description}")
   return fid_scores.generated_scores(run.section.fid_weights, run.section.generated,
-                                     (images for _, images in ds.batches(run.common.batch_size)),
-                                     run.common.batch_size, common.log)
+                                     (images for _, images in ds.batches(bs)), bs, common.log)
 
 
 def evaluate(run: options.Run, workdir: str, overwrite: bool = False) -> dict:

@@ -26,8 +26,8 @@ from typing import Any, Callable
 
 import jax
 
-from jaxvae import celeba, generated, models, options, outputs
-from jaxvae.generate import budget, manifest, pipeline, shards, sources
+from jaxvae import celeba, chunking, generated, models, options, outputs
+from jaxvae.generate import budget, manifest, pipeline, readers, shards, sources
 from jaxvae.generate.keys import source_keys
 from jaxvae.generate.sources import Sources
 
@@ -44,7 +44,8 @@ class Settings:
   format: str = "array_record"  # or "png"
   image_encoding: str = "raw"  # Images inside ArrayRecord records: "raw" uint8 or "png".
   save_latents: bool = False  # mean, logvar and z of each record.
-  workers: int = 0  # Reading threads; 0 = one per core.
+  workers: int = 0  # Reading workers; 0 = one per core.
+  reader: str = "auto"  # "processes", "threads"; auto: processes from 4 workers (readers.py).
 
   def __post_init__(self):
     check = [("num_variations", 1), ("batch_size", 1), ("shard_size", 1), ("workers", 0)]
@@ -62,6 +63,9 @@ class Settings:
     if self.image_encoding not in shards.IMAGE_ENCODINGS:
       raise options.ConfigError(f"generate.image_encoding must be one of "
                                 f"{shards.IMAGE_ENCODINGS}, got {self.image_encoding!r}")
+    if self.reader not in readers.KINDS:
+      raise options.ConfigError(f"generate.reader must be one of {readers.KINDS}, got "
+                                f"{self.reader!r}")
 
 
 def _log(msg: str) -> None:
@@ -88,11 +92,12 @@ def _clear_for_all_processes(root: str) -> None:
 
 
 def generate(vae: Any, source: Any, workdir: str, num_variations: int = 10, seed: int = 0, *,
-             batch_size: int = 64, shard_size: int = 10_000,
+             batch_size: int = 0, shard_size: int = 10_000,
              format: str = "array_record",  # pylint: disable=redefined-builtin
              image_encoding: str = "raw", save_latents: bool = False, workers: int = 0,
-             max_images: int = 0, align: str = "auto", overwrite: bool = False,
-             log: Callable[[str], None] = _log, **sampling_options: Any) -> dict:
+             reader: str = "auto", max_images: int = 0, align: str = "auto",
+             overwrite: bool = False, log: Callable[[str], None] = _log,
+             **sampling_options: Any) -> dict:
   """Generates `num_variations` variations of every source into `workdir`/generate/.
 
   Args:
@@ -100,8 +105,9 @@ def generate(vae: Any, source: Any, workdir: str, num_variations: int = 10, seed
     source: input spec (comma-separated files, folders, globs; "" = bundled portraits), an
       opened `jaxvae.celeba.CelebA`, or a `Sources`.
     workdir: output folder; the shards go into its generate/ sub-folder.
-    batch_size: sources per compiled call of this process (the last one of a shard is padded).
-    shard_size, format, image_encoding, save_latents, workers: see `Settings`.
+    batch_size: sources per compiled call of this process (the last one of a shard is padded);
+      0 = the backend's default (jaxvae.chunking.batch_size: 64 on the CPU, 1024 elsewhere).
+    shard_size, format, image_encoding, save_latents, workers, reader: see `Settings`.
     max_images: only the first `max_images` sources of a file spec (0 = all).
     align: faces in photos of a file spec (jaxvae.data.load_faces): auto, celeba or off.
     overwrite: discard an earlier generate output in `workdir` instead of resuming it.
@@ -117,8 +123,10 @@ def generate(vae: Any, source: Any, workdir: str, num_variations: int = 10, seed
     jaxvae.outputs.Interrupted: on Ctrl-C, saying which shards were kept.
   """
   start = time.perf_counter()
+  if batch_size == 0 and type(batch_size) is int:  # pylint: disable=unidiomatic-typecheck
+    batch_size = chunking.batch_size(0)  # The backend's default; Settings checks the rest.
   settings = Settings(num_variations, seed, batch_size, shard_size, format, image_encoding,
-                      save_latents, workers)
+                      save_latents, workers, reader)
   opts = vae.options(**sampling_options)
   devices = jax.local_devices()
   budget.check(batch_size, num_variations, vae.latent_dim, opts.chunk_size, save_latents,
@@ -161,7 +169,8 @@ def _prepare(vae: Any, src: Sources, settings: Settings, opts: Any, root: str,
                          vae.latent_dim if settings.save_latents else 0,
                          src.attributes is not None)
   return pipeline.Job(root, src, mine, count, per_shard, layout, settings.batch_size,
-                      settings.num_variations, settings.seed, settings.workers), len(done)
+                      settings.num_variations, settings.seed, settings.workers,
+                      settings.reader), len(done)
 
 
 def _interrupted(root: str, stats: pipeline.Stats) -> str:

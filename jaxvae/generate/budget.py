@@ -10,7 +10,7 @@ chunk_size is 0, as on accelerators). On the host: the batches queued for the wr
 import os
 
 from jaxvae import options
-from jaxvae.generate import pipeline
+from jaxvae.generate import pipeline, readers
 
 IMAGE_VALUES = 64 * 64 * 3
 # Decoder activations alive per image of a decode step, float32, upper bound over the four models
@@ -41,7 +41,7 @@ def device_bytes(batch: int, k: int, latent_dim: int, chunk_size: int, devices: 
 def host_bytes(batch: int, k: int, latent_dim: int, save_latents: bool, workers: int) -> int:
   """Bytes of results held for the writer and of sources read ahead."""
   per_batch = batch * k * (IMAGE_VALUES + (3 * latent_dim * 4 if save_latents else 0))
-  read_ahead = (3 * batch + workers) * IMAGE_VALUES * 4
+  read_ahead = (3 * batch + workers * readers.CHUNK) * IMAGE_VALUES * 4
   return (pipeline.QUEUE + 2) * per_batch + read_ahead
 
 

@@ -171,7 +171,7 @@ def create(vae: Any, src: Any, settings: Any, sampling_options: Any, per_shard: 
   """A new run's manifest: `config` (compared on resume) and the layout, no shard yet."""
   config = {"checkpoint": checkpoint_identity(vae), "sources": src.identity(),
             **dataclasses.asdict(settings), "sampling": dataclasses.asdict(sampling_options)}
-  del config["workers"]  # Speed only.
+  del config["workers"], config["reader"]  # Speed only.
   return {
       "format_version": generated.FORMAT_VERSION, "complete": False, "config": config,
       "checkpoint_dir": vae.checkpoint_dir, "source": src.description,

@@ -36,6 +36,7 @@ def generate(run: options.Run, workdir: str, overwrite: bool = False) -> dict:
   return generate_records(
       vae, src, workdir, c.num_variations, c.seed, batch_size=c.batch_size,
       shard_size=g.shard_size, format=g.format, image_encoding=g.image_encoding,
-      save_latents=g.save_latents, workers=g.workers, overwrite=overwrite, log=common.log,
+      save_latents=g.save_latents, workers=g.workers, reader=g.reader, overwrite=overwrite,
+      log=common.log,
       temperature=c.temperature, input_noise_std=c.input_noise_std,
       sampling_rule=c.sampling_rule, postprocess=c.postprocess)

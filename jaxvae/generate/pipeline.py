@@ -1,7 +1,7 @@
-"""The streaming loop of --mode=generate: host threads read, the devices compute, a thread writes.
+"""The streaming loop of --mode=generate: host workers read, the devices compute, a thread writes.
 
-Sources are read and preprocessed by a pool of threads (JPEG/PNG decoding and PIL resizing release
-the GIL), at most `window` ahead of the devices. Each shard's readable sources are cut into
+Sources are read and preprocessed by a pool of processes, or of threads (jaxvae.generate.readers),
+in chunks, at most `window` chunks ahead of the devices. Each shard's readable sources are cut into
 fixed-size batches starting at the shard's first source (the last one padded), so a shard's
 batches are the same whichever process or run computes it. The engine (encode, K variations,
 post-processing, uint8 conversion) is one compiled call per batch, dispatched asynchronously; a
@@ -11,6 +11,7 @@ is written. At most `QUEUE` batches wait for the writer: memory is bounded by ba
 
 import collections
 import concurrent.futures
+import itertools
 import os
 import queue
 import threading
@@ -23,6 +24,7 @@ import numpy as np
 from jaxvae import sampling
 from jaxvae.generate import keys as keys_lib
 from jaxvae.generate import manifest as manifest_lib
+from jaxvae.generate import readers
 from jaxvae.generate import shards as shards_lib
 from jaxvae.generate import sources as sources_lib
 
@@ -41,7 +43,8 @@ class Job(NamedTuple):
   batch_size: int
   num_variations: int
   seed: int
-  workers: int  # reading threads
+  workers: int  # reading processes or threads
+  reader: str  # readers.KINDS
 
 
 class Batch(NamedTuple):
@@ -94,33 +97,33 @@ def _duration(s: float) -> str:
       f"{int(s // 60)}m{int(s % 60):02d}s"
 
 
-def _read(sources, index: int, stats: Stats) -> tuple[np.ndarray | None, str]:
-  t = time.thread_time()
-  out = sources_lib.read(sources, index)
-  stats.add("read (thread CPU)", time.thread_time() - t)
-  return out
-
-
 def _decoded(job: Job, stats: Stats) -> Iterator[tuple[int, int, np.ndarray | None, str]]:
-  """(shard, source index, image or None, reason) in order, read ahead by a thread pool."""
+  """(shard, source index, image or None, reason) in order, read ahead in chunks by a pool."""
   n = len(job.sources.ids)
-  order = ((s, i) for s in job.shards
+  items = ((s, i) for s in job.shards
            for i in range(s * job.per_shard, min((s + 1) * job.per_shard, n)))
+  chunks = iter(lambda: list(itertools.islice(items, readers.CHUNK)), [])
   workers = job.workers or os.cpu_count() or 1
-  window = 2 * job.batch_size + workers
-  pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="generate-read")
+  window = -(-(2 * job.batch_size) // readers.CHUNK) + workers  # Chunks in flight.
+  pool = readers.Pool(job.sources, workers, job.reader)
   pending: collections.deque = collections.deque()
   try:
-    for item in order:
-      pending.append((item, pool.submit(_read, job.sources, item[1], stats)))
+    for chunk in chunks:
+      pending.append((chunk, pool.submit([i for _, i in chunk])))
       while len(pending) >= window or (pending and pending[0][1].done()):
-        (s, i), future = pending.popleft()
-        yield (s, i, *future.result())
+        yield from _take(pool, pending, stats)
     while pending:
-      (s, i), future = pending.popleft()
-      yield (s, i, *future.result())
+      yield from _take(pool, pending, stats)
   finally:
-    pool.shutdown(wait=True, cancel_futures=True)
+    pool.close()
+
+
+def _take(pool: readers.Pool, pending: collections.deque, stats: Stats):
+  chunk, future = pending.popleft()
+  reads, seconds = pool.result(future)
+  stats.add(f"read ({pool.kind}, CPU)", seconds)
+  for (s, i), (image, reason) in zip(chunk, reads):
+    yield s, i, image, reason
 
 
 def batches(job: Job, stats: Stats) -> Iterator[Batch]:

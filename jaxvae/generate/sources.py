@@ -103,14 +103,21 @@ def from_files(spec: str | Sequence[str], box: tuple[int, int, int, int],
     names, ids, picks = names[:max_images], ids[:max_images], picks[:max_images]
   _check_unique(ids, names)
   what = ", ".join(items) if items else "the bundled portraits"
-
-  def load(i: int) -> np.ndarray:
-    if align == "off":
-      return data.load_one(names[i], box)
-    return data.load_faces(names[i], box, align)[picks[i]][1]
-
   return Sources("files", f"{len(ids)} {'faces' if align != 'off' else 'files'} of {what}", ids,
-                 load, None)
+                 _FileLoader(names, picks, box, align), None)
+
+
+class _FileLoader(NamedTuple):
+  """Face `picks[i]` of file `names[i]` (picklable: worker processes read with it)."""
+  names: list[str]
+  picks: list[int]
+  box: tuple[int, int, int, int]
+  align: str
+
+  def __call__(self, i: int) -> np.ndarray:
+    if self.align == "off":
+      return data.load_one(self.names[i], self.box)
+    return data.load_faces(self.names[i], self.box, self.align)[self.picks[i]][1]
 
 
 def from_celeba(ds: celeba.CelebA) -> Sources:
