@@ -292,14 +292,36 @@ def reference(ckpt, celeba_tree, tmp_path_factory):
   return _shard_bytes(workdir)
 
 
-def _start_slow(ckpt, celeba_root, workdir):
-  return subprocess.Popen([sys.executable, "-c", _SLOW_MAIN, *_cli(ckpt, celeba_root, workdir)],
+def _start_slow(ckpt, celeba_root, workdir, *extra):
+  return subprocess.Popen([sys.executable, "-c", _SLOW_MAIN, *_cli(ckpt, celeba_root, workdir,
+                                                                   *extra)],
                           cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True)
 
 
 def _temporary(workdir) -> list[str]:
   return [f for f in os.listdir(os.path.join(workdir, "generate")) if f.startswith(".tmp")]
+
+
+def _children(pid: int) -> list[int]:
+  """Live (not zombie) processes whose parent is `pid`."""
+  found = []
+  for entry in os.listdir("/proc"):
+    try:
+      status = open(f"/proc/{entry}/status").read()
+    except OSError:
+      continue
+    fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
+    if fields.get("PPid", "").strip() == str(pid) and not fields["State"].startswith("Z"):
+      found.append(int(entry))
+  return found
+
+
+def _alive(pid: int) -> bool:
+  try:
+    return not open(f"/proc/{pid}/status").read().split("State:\t")[1].startswith("Z")
+  except OSError:
+    return False
 
 
 def _wait(proc, ready) -> None:
@@ -313,10 +335,11 @@ def _wait(proc, ready) -> None:
 def test_interrupted_and_killed_runs_resume_byte_identical(ckpt, celeba_tree, reference,
                                                            tmp_path):
   """SIGINT mid-shard: exit 130, a message, the open shard discarded; SIGKILL mid-shard (its
-  temporary file left behind); then a plain rerun finishes: every shard equals the
-  uninterrupted run's, byte for byte."""
+  temporary file left behind; its reading processes exit too); then a plain rerun finishes:
+  every shard equals the uninterrupted run's, byte for byte."""
   workdir = str(tmp_path)
-  proc = _start_slow(ckpt, celeba_tree.root, workdir)
+  processes = ("--config.generate.reader=processes", "--config.generate.workers=2")
+  proc = _start_slow(ckpt, celeba_tree.root, workdir, *processes)
   _wait(proc, lambda: _committed(workdir) >= 1 and _temporary(workdir))
   proc.send_signal(signal.SIGINT)
   _, err = proc.communicate(timeout=120)
@@ -324,10 +347,16 @@ def test_interrupted_and_killed_runs_resume_byte_identical(ckpt, celeba_tree, re
   kept = _committed(workdir)
   assert f"interrupted: {kept} of 5 shards" in err and "Run the same command again to resume" in err
   assert 1 <= kept < 5 and not _temporary(workdir)
-  proc = _start_slow(ckpt, celeba_tree.root, workdir)
+  proc = _start_slow(ckpt, celeba_tree.root, workdir, *processes)
   _wait(proc, lambda: _committed(workdir) > kept and _temporary(workdir))
+  workers = _children(proc.pid)
+  assert len(workers) >= 2, workers  # The reading processes (and multiprocessing's tracker).
   proc.kill()
   proc.communicate(timeout=60)
+  deadline = time.time() + 10
+  while any(_alive(w) for w in workers) and time.time() < deadline:
+    time.sleep(0.1)
+  assert not [w for w in workers if _alive(w)], "reading processes outlived their killed run"
   before = _committed(workdir)
   assert before < 5 and _temporary(workdir)
   done = subprocess.run([sys.executable, "main.py", *_cli(ckpt, celeba_tree.root, workdir)],
