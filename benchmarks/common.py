@@ -16,9 +16,13 @@ for _path in (REPO, os.path.join(REPO, "tests")):
   if _path not in sys.path:
     sys.path.insert(0, _path)
 
-from random_weights import randomize_flax, randomize_torch  # pylint: disable=wrong-import-position
-
 MODEL_NAMES = ("vanilla", "betavae", "dfcvae", "pvae")
+
+
+def randomize_flax(variables, seed: int):
+  """tests/random_weights.randomize_flax, imported on use (it imports jax; this module does not)."""
+  import random_weights  # pylint: disable=import-outside-toplevel
+  return random_weights.randomize_flax(variables, seed)
 SHARED = os.environ.get("JAXVAE_SHARED", os.path.join(REPO, "..", "shared"))
 BETAVAE_L200 = os.path.join(SHARED, "checkpoints", "beta-vae", "l200-100.pt")
 
@@ -168,6 +172,7 @@ def build_pair(name: str, seed: int = 0, betavae_checkpoint: str | None = BETAVA
                 os.path.basename(betavae_checkpoint))
   cls, latent = {"vanilla": (torch_ref.VAE, 200), "betavae": (torch_ref.BetaVAE, 32),
                  "dfcvae": (torch_ref.DFCVAE, 100)}[name]
+  from random_weights import randomize_torch  # pylint: disable=import-outside-toplevel
   module = randomize_torch(cls(latent), seed)
   converted = convert.convert(name, {k: v.numpy() for k, v in module.state_dict().items()})
   return Pair(name, converted.model, converted.variables, module, "random")

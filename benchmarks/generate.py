@@ -7,8 +7,9 @@ folder and deleted after):
     many images as the run generates (block_until_ready; no reading, no writing);
   - generate: `jaxvae.generate.generate` over the tree into a fresh folder: reading, JPEG decode,
     crop and resize, the engine, records (raw uint8, the default), ArrayRecord writes, sha256,
-    fsync, manifest, sources read in worker processes (the default); the same with reading
-    threads (--threads), and with PNG-encoded images inside the records (--png).
+    fsync, manifest, sources read by the default reader for this host's cores (threads below
+    4, processes from 4); the same with the other reader kind (--other-reader), and with
+    PNG-encoded images inside the records (--png).
 All take turns for --repeats rounds (medians). Printed: images/s and generate / engine, in wall
 time and in CPU time per image (all threads and reading processes; what a run costs the cores
 whatever else the machine runs, so comparable on a shared host), and where the rest goes: the
@@ -18,7 +19,7 @@ pipeline's per-stage seconds, and each host stage timed alone in thread CPU time
 images are byte-identical, and the largest difference of the float latents.
 
   python benchmarks/generate.py [--models=vanilla,betavae,dfcvae,pvae] [--sources=2048]
-      [--repeats=3] [--no-threads] [--no-png] [--rss] [--rss-sizes=1000,20000] [--devices-check]
+      [--repeats=3] [--no-other-reader] [--no-png] [--rss] [--rss-sizes=1000,20000] [--devices-check]
       [--no-ratio]
 """
 
@@ -43,8 +44,8 @@ def parse_args():
   ap.add_argument("--batch", type=int, default=64, help="sources per compiled call B")
   ap.add_argument("--variations", type=int, default=10, help="variations K")
   ap.add_argument("--repeats", type=int, default=3)
-  ap.add_argument("--threads", action=argparse.BooleanOptionalAction, default=True,
-                  help="also time generate with reading threads instead of processes")
+  ap.add_argument("--other-reader", action=argparse.BooleanOptionalAction, default=True,
+                  help="also time generate with the reader kind that is not the default here")
   ap.add_argument("--png", action=argparse.BooleanOptionalAction, default=True,
                   help="also time PNG-encoded images inside the records")
   ap.add_argument("--rss", action="store_true", help="measure peak RSS for --rss-sizes")
@@ -59,18 +60,21 @@ def parse_args():
   return ap.parse_args()
 
 
-ARGS = parse_args()
-schedule.configure_xla_flags()
+# generate's reading processes (spawned) import this file again as __mp_main__ and need none of
+# it: skipping the rest keeps jax out of them, as it is out of them under main.py.
+if __name__ != "__mp_main__":
+  ARGS = parse_args()
+  schedule.configure_xla_flags()
 
-import jax  # pylint: disable=wrong-import-position
-import numpy as np  # pylint: disable=wrong-import-position
+  import jax  # pylint: disable=wrong-import-position
+  import numpy as np  # pylint: disable=wrong-import-position
 
-import fake_celeba  # pylint: disable=wrong-import-position  (tests/, on the path via common)
-# pylint: disable=wrong-import-position
-from jaxvae import api, checkpoint, models, sampling
-from jaxvae.generate import generate, shards, sources
+  import fake_celeba  # pylint: disable=wrong-import-position  (tests/, on the path via common)
+  # pylint: disable=wrong-import-position
+  from jaxvae import api, checkpoint, models, sampling
+  from jaxvae.generate import generate, readers, shards, sources
 
-jax.config.update("jax_compilation_cache_dir", None)
+  jax.config.update("jax_compilation_cache_dir", None)
 
 
 def log(msg=""):
@@ -139,9 +143,12 @@ def bench_model(name: str, ckpt: str, tree: str, scratch: str) -> dict:
           reader=reader, log=lambda s: None)[f"process_{jax.process_index()}"])
     return fn
 
-  fns = {"engine": engine, "generate raw": run_generate("raw")}
-  if ARGS.threads:
-    fns["generate raw, reading threads"] = run_generate("raw", "threads")
+  # "generate raw": the default (config.generate.reader=auto); the other reader kind beside it.
+  default = "processes" if (os.cpu_count() or 1) >= readers.PROCESSES_FROM else "threads"
+  fns = {"engine": engine, "generate raw": run_generate("raw", default)}
+  if ARGS.other_reader:
+    other = {"processes": "threads", "threads": "processes"}[default]
+    fns[f"generate raw, reading {other}"] = run_generate("raw", other)
   if ARGS.png:
     fns["generate png-in-record"] = run_generate("png")
   for fn in fns.values():  # Warm-up: compiles.

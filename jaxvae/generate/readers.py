@@ -3,9 +3,10 @@
 Decoding and resizing release the GIL only in part. On 16 cores, 16 reading threads decoded about
 as fast as one core (an H200 host, 2026-11-26: generate 9,300-10,000 images/s at K=10 against an
 engine of 500,000), so with PROCESSES_FROM workers or more, where the sources can be pickled,
-they are read by spawned worker processes, each with its own GIL, in chunks of CHUNK sources. On 2
-cores threads are better (Beta-VAE generate 70% of the engine with 2 threads, 48% with 2
-processes, whose start, about 1 s of CPU each for imports, is paid once per run). Images travel as
+they are read by spawned worker processes, each with its own GIL, in chunks of CHUNK sources
+(a worker imports no jax: about 0.15 s to start). On 2 cores threads are as good or slightly
+better (benchmarks/generate.py, Beta-VAE: 278 CPU-us per image with 2 threads, 295 with 2
+processes; 57% and 55% of the engine alone). Images travel as
 uint8 (they are k/255 by construction: every loader ends in a PIL resize of uint8 pixels; checked
 per image, float32 otherwise) and arrive bit-identical to a read in this process.
 """
