@@ -416,3 +416,21 @@ def test_reading_processes_write_what_reading_threads_write(vae, ckpt, celeba_tr
   assert _shard_bytes(workdir) == reference
   with pytest.raises(options.ConfigError, match="reader must be one of"):
     generate(vae, str(folder), str(tmp_path / "x"), K, reader="forks")
+
+
+def test_reading_processes_of_an_unguarded_script_fail_with_a_clear_message(ckpt, tmp_path):
+  """A script without `if __name__ == "__main__":` starts generate again in every spawned reading
+  process; the run stops with a message that says what to do, not a pool's traceback alone."""
+  folder = tmp_path / "in"
+  _write_faces(str(folder), 2)
+  script = tmp_path / "unguarded.py"
+  script.write_text(textwrap.dedent(f"""
+      from jaxvae import api
+      from jaxvae.generate import generate
+      generate(api.load({str(ckpt)!r}), {str(folder)!r}, {str(tmp_path / 'out')!r}, 2,
+               batch_size=2, workers=2, reader="processes", align="off")
+  """))
+  proc = subprocess.run([sys.executable, str(script)], cwd=REPO, capture_output=True, text=True,
+                        env={**_env(), "PYTHONPATH": REPO}, timeout=300)
+  assert proc.returncode != 0
+  assert 'keep its work under `if __name__ == "__main__":`' in proc.stderr, proc.stderr[-3000:]

@@ -12,6 +12,7 @@ per image, float32 otherwise) and arrive bit-identical to a read in this process
 """
 
 import concurrent.futures
+import concurrent.futures.process
 import multiprocessing
 import os
 import pickle
@@ -116,7 +117,13 @@ class Pool:
 
   def result(self, future: concurrent.futures.Future) -> tuple[list[Read], float]:
     """What `future` (from submit) read: [Read per index] and the CPU seconds it took."""
-    reads, seconds = future.result()
+    try:
+      reads, seconds = future.result()
+    except concurrent.futures.process.BrokenProcessPool as e:
+      raise RuntimeError(
+          "generate's reading processes died (see above); a script that calls generate must keep "
+          "its work under `if __name__ == \"__main__\":`, since each reading process imports the "
+          "script again (multiprocessing's spawn), or pass reader=\"threads\"") from e
     if self.kind == "processes":
       reads = [(_unpack(image), reason) for image, reason in reads]
     return reads, seconds
