@@ -87,9 +87,6 @@ def _open_files(root: str, split: str, max_count: int | None, box, size: int,
                 source=f"CelebA files at {root} ({'/'.join(sorted(kinds))})")
 
 
-# tensorflow-datasets.
-
-
 class _ImageLoader(NamedTuple):
   """index -> the PIL image of file `names[index]` in `images_dir` (picklable)."""
   images_dir: str

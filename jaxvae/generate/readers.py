@@ -83,7 +83,8 @@ def _spawnable(kind: str) -> bool:
   if main_file is None or os.path.exists(main_file):
     return True
   if kind == "processes":
-    raise ValueError(f"reading in processes needs the main module's file; {main_file} is none")
+    raise ValueError(f"reading in processes needs the main module's file, and {main_file} is not "
+                     "a file (a script read from stdin?): use reader='threads'")
   return False
 
 
@@ -94,7 +95,7 @@ class Pool:
   def __init__(self, sources: sources_lib.Sources, workers: int, kind: str = "auto"):
     if kind not in KINDS:
       raise ValueError(f"reader must be one of {KINDS}, got {kind!r}")
-    self.sources, self.workers, blob = sources, workers, None
+    self.sources, blob = sources, None
     wanted = kind == "processes" or (kind == "auto" and workers >= PROCESSES_FROM)
     if wanted and workers > 1 and _spawnable(kind):
       try:
