@@ -9,7 +9,6 @@ one by name (missing, unexpected and mis-shaped arrays). Checkpoints written bef
 existed load with a warning (`LegacyCheckpointWarning`).
 """
 
-import hashlib
 import json
 import os
 import shutil
@@ -79,22 +78,13 @@ def model_fields(model: nn.Module) -> dict[str, Any]:
   return fields
 
 
-def sha256_file(path: str) -> str:
-  """sha256 of a file's bytes, read in 1 MiB blocks."""
-  h = hashlib.sha256()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      h.update(block)
-  return h.hexdigest()
-
-
 def file_digests(directory: str) -> dict[str, dict[str, Any]]:
   """{relative path: {"sha256", "bytes"}} of every file under `directory`."""
   digests = {}
   for root, _, files in os.walk(directory):
     for name in files:
       path = os.path.join(root, name)
-      digests[os.path.relpath(path, directory)] = {"sha256": sha256_file(path),
+      digests[os.path.relpath(path, directory)] = {"sha256": outputs.sha256_file(path),
                                                    "bytes": os.path.getsize(path)}
   return dict(sorted(digests.items()))
 
@@ -194,7 +184,7 @@ def verify_files(ckpt_dir: str, metadata: Mapping[str, Any]) -> bool:
     if size != want.get("bytes"):
       problems.append(f"{VARIABLES_DIR}/{rel} has {size} bytes, expected {want.get('bytes')} "
                       "(truncated or replaced)")
-    elif sha256_file(path) != want.get("sha256"):
+    elif outputs.sha256_file(path) != want.get("sha256"):
       problems.append(f"{VARIABLES_DIR}/{rel} does not match its sha256 (altered)")
   if problems:
     raise CheckpointError(f"{ckpt_dir} is damaged or incomplete; port or save it again:\n  "

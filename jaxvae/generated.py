@@ -36,6 +36,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from jaxvae import outputs
+
 MAGIC = b"JVR1"
 MANIFEST = "manifest.json"
 OUTPUT_DIR = "generate"  # Where --mode=generate writes inside its --workdir.
@@ -100,14 +102,6 @@ def find_manifest(path: str) -> str:
       return candidate
   raise GeneratedError(f"no {MANIFEST} in {path} or {os.path.join(path, OUTPUT_DIR)}: not the "
                        "output of --mode=generate")
-
-
-def sha256_file(path: str) -> str:
-  h = hashlib.sha256()
-  with builtins.open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      h.update(block)
-  return h.hexdigest()
 
 
 class Records:
@@ -247,10 +241,10 @@ def open(path: str, allow_incomplete: bool = False,  # pylint: disable=redefined
 def _digest(path: str) -> str:
   """sha256 of a shard file, or of a png shard folder (see jaxvae.generate.shards)."""
   if not os.path.isdir(path):
-    return sha256_file(path)
+    return outputs.sha256_file(path)
   h = hashlib.sha256()
   _, rows = read_index(path)
   for name in ["index.csv", *(r[0] for r in rows)] + (
       ["latents.npy"] if os.path.exists(os.path.join(path, "latents.npy")) else []):
-    h.update(name.encode() + b"\0" + bytes.fromhex(sha256_file(os.path.join(path, name))))
+    h.update(name.encode() + b"\0" + bytes.fromhex(outputs.sha256_file(os.path.join(path, name))))
   return h.hexdigest()

@@ -7,6 +7,7 @@ Without a commit (an error, Ctrl-C) the temporary folder is removed: nothing of 
 """
 
 import contextlib
+import hashlib
 import io
 import json
 import os
@@ -91,6 +92,15 @@ def write_npz(path: str, **arrays: np.ndarray) -> None:
   buf = io.BytesIO()
   np.savez_compressed(buf, **{k: np.asarray(v) for k, v in arrays.items()})
   write_bytes(path, buf.getvalue())
+
+
+def sha256_file(path: str) -> str:
+  """sha256 of a file's bytes, read in 1 MiB blocks."""
+  h = hashlib.sha256()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      h.update(block)
+  return h.hexdigest()
 
 
 def read_json(path: str) -> dict:

@@ -7,7 +7,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 import numpy as np
 
-from jaxvae import checkpoint
+from jaxvae import checkpoint, outputs
 from port import convert, sources, tables, verify
 from port.keras import mapping as keras_mapping, readers as keras_readers, tables as keras_tables
 from port.keras import verify as keras_verify
@@ -67,7 +67,7 @@ def port(model_name: str | None, source: str, out_dir: str, check_parity: bool =
     return _port_keras(model_name, source, out_dir, check_parity, force, log)
 
   path, _ = sources.resolve(source)
-  sha256 = checkpoint.sha256_file(path)
+  sha256 = outputs.sha256_file(path)
   log(f"source: {source} -> {path} (sha256 {sha256})")
   state_dict = sources.load_state_dict(path, log)
   converted = convert.convert(model_name, state_dict)
@@ -129,7 +129,7 @@ def _port_aux(kind: str, source: str, out_dir: str, check_parity: bool, force: b
   """An auxiliary network through its module in AUX_NETWORKS."""
   module = importlib.import_module(AUX_NETWORKS[kind])
   path = module.resolve(source) if hasattr(module, "resolve") else sources.resolve(source)[0]
-  sha256 = checkpoint.sha256_file(path)
+  sha256 = outputs.sha256_file(path)
   log(f"source: {source} -> {path} (sha256 {sha256})")
   variables, extra = module.convert(path, log)
   diffs = None

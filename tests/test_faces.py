@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxvae import checkpoint, data, faces, models, sampling, weights
+from jaxvae import checkpoint, data, faces, models, outputs, sampling, weights
 from jaxvae.faces import align, mtcnn, nets
 
 PARITY_TOL = 1e-5  # fp32 max abs difference of the nets against torch.
@@ -432,7 +432,7 @@ def test_published_wheel_is_fetched_with_pip_and_checked(tmp_path, monkeypatch):
   except sources.SourceError as e:
     _fail_or_skip(f"pip could not fetch the wheel: {e}")
   assert path == str(tmp_path / "cache" / "downloads" / "facenet_pytorch-2.6.0-py3-none-any.whl")
-  assert checkpoint.sha256_file(path) == sources.PUBLISHED["mtcnn"].sha256
+  assert outputs.sha256_file(path) == sources.PUBLISHED["mtcnn"].sha256
   wrong = sources.PUBLISHED["mtcnn"]._replace(sha256="0" * 64)
   monkeypatch.setitem(sources.PUBLISHED, "mtcnn", wrong)
   with pytest.raises(sources.SourceError, match="sha256 mismatch"):

@@ -11,7 +11,7 @@ import torch
 from conftest import run_cli
 from random_weights import random_inception
 from torchvision_compat import import_torchvision
-from jaxvae import checkpoint, fid
+from jaxvae import checkpoint, fid, outputs
 from jaxvae.nets import inception
 from port import api, convert, sources
 from port import inception as port_inception
@@ -84,7 +84,7 @@ def test_cli_port_verify_and_bitexact_round_trip(cli_port, inception_pth):
   assert "ignored 2 tensors not used by the pool3 features: fc.bias, fc.weight" in result.stdout
   meta = checkpoint.read_metadata(out, ("kind",))
   assert meta["kind"] == "inception" and meta["ignored_source_keys"] == ["fc.bias", "fc.weight"]
-  assert meta["source_sha256"] == checkpoint.sha256_file(inception_pth)
+  assert meta["source_sha256"] == outputs.sha256_file(inception_pth)
   state = torch.load(inception_pth, weights_only=True)
   variables = inception.load(out)
   p, s = variables["params"], variables["batch_stats"]
@@ -145,7 +145,7 @@ def test_published_name_from_mirror_is_ported_once_into_the_cache(inception_pth,
   monkeypatch.setenv("JAXVAE_MIRROR", str(mirror))
   pub = sources.PUBLISHED["inception-fid"]
   monkeypatch.setitem(sources.PUBLISHED, "inception-fid", pub._replace(
-      url=_closed_port_url(), sha256=checkpoint.sha256_file(inception_pth)))
+      url=_closed_port_url(), sha256=outputs.sha256_file(inception_pth)))
   variables = inception.load()
   cached = tmp_path / "cache" / "checkpoints" / "inception-fid"
   meta = checkpoint.read_metadata(str(cached), ("kind",))

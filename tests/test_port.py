@@ -12,7 +12,7 @@ import torch
 
 from conftest import PARITY_TOL, run_cli, shared_file
 from random_weights import randomize_torch
-from jaxvae import checkpoint, weights
+from jaxvae import checkpoint, outputs, weights
 from port import api, convert, sources, torch_ref
 
 
@@ -39,7 +39,7 @@ def test_real_checkpoint_through_cli_verify_and_bitexact_roundtrip(tmp_path, nam
   n_stored = len(checkpoint.flatten(loaded.variables))
   assert n_stored == len([k for k in state if not k.endswith("num_batches_tracked")])
   meta = checkpoint.read_metadata(str(out))
-  assert meta["source_sha256"] == checkpoint.sha256_file(src)
+  assert meta["source_sha256"] == outputs.sha256_file(src)
   assert meta["model"] == "betavae" and meta["model_config"]["latent_dim"] == latent
 
 
@@ -209,7 +209,7 @@ def test_published_name_downloads_verifies_hash_and_caches(tmp_path, http_root, 
   monkeypatch.setitem(sources.PUBLISHED, "betavae-l32", pub._replace(url=f"{base}/100.pt"))
   out = weights.ensure_ported("betavae-l32")
   assert out == str(tmp_path / "cache" / "checkpoints" / "betavae-l32")
-  assert checkpoint.sha256_file(str(tmp_path / "cache" / "downloads" / pub.filename)) == pub.sha256
+  assert outputs.sha256_file(str(tmp_path / "cache" / "downloads" / pub.filename)) == pub.sha256
   assert checkpoint.read_metadata(out)["source_sha256"] == pub.sha256
   (www / "100.pt").unlink()  # Second use: no network needed.
   assert weights.ensure_ported("betavae-l32") == out
@@ -230,7 +230,7 @@ def test_file_url_source(tmp_path, monkeypatch):
   monkeypatch.setenv("JAXVAE_CACHE", str(tmp_path / "cache"))
   path = _save(tmp_path, _random_state())
   result = api.port("betavae", "file://" + path, str(tmp_path / "out"))
-  assert result.sha256 == checkpoint.sha256_file(path)
+  assert result.sha256 == outputs.sha256_file(path)
 
 
 def test_offline_download_error_says_to_pass_a_local_file(tmp_path, monkeypatch):

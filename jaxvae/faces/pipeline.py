@@ -27,7 +27,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from jaxvae import checkpoint, outputs, paths, weights
+from jaxvae import outputs, paths, weights
 from jaxvae.faces import align, mtcnn, nets
 
 WEIGHTS = "mtcnn"  # Published name (port/sources.py) or a directory written by the port tool.
@@ -148,7 +148,7 @@ def _write_cache(path: str, entry: dict) -> None:
 
 def file_key(path: str) -> str:
   """sha256 of the file's bytes: the cache key of a photo file."""
-  return checkpoint.sha256_file(path)
+  return outputs.sha256_file(path)
 
 
 def array_key(rgb: np.ndarray) -> str:

@@ -37,6 +37,5 @@ def generate(run: options.Run, workdir: str, overwrite: bool = False) -> dict:
       vae, src, workdir, c.num_variations, c.seed, batch_size=c.batch_size,
       shard_size=g.shard_size, format=g.format, image_encoding=g.image_encoding,
       save_latents=g.save_latents, workers=g.workers, reader=g.reader, overwrite=overwrite,
-      log=common.log,
-      temperature=c.temperature, input_noise_std=c.input_noise_std,
+      log=common.log, temperature=c.temperature, input_noise_std=c.input_noise_std,
       sampling_rule=c.sampling_rule, postprocess=c.postprocess)

@@ -12,7 +12,6 @@ is written. At most `QUEUE` batches wait for the writer: memory is bounded by ba
 import collections
 import concurrent.futures
 import itertools
-import os
 import queue
 import threading
 import time
@@ -43,7 +42,7 @@ class Job(NamedTuple):
   batch_size: int
   num_variations: int
   seed: int
-  workers: int  # reading processes or threads
+  workers: int  # reading processes or threads (>= 1)
   reader: str  # readers.KINDS
 
 
@@ -103,9 +102,8 @@ def _decoded(job: Job, stats: Stats) -> Iterator[tuple[int, int, np.ndarray | No
   items = ((s, i) for s in job.shards
            for i in range(s * job.per_shard, min((s + 1) * job.per_shard, n)))
   chunks = iter(lambda: list(itertools.islice(items, readers.CHUNK)), [])
-  workers = job.workers or os.cpu_count() or 1
-  window = -(-(2 * job.batch_size) // readers.CHUNK) + workers  # Chunks in flight.
-  pool = readers.Pool(job.sources, workers, job.reader)
+  window = -(-(2 * job.batch_size) // readers.CHUNK) + job.workers  # Chunks in flight.
+  pool = readers.Pool(job.sources, job.workers, job.reader)
   pending: collections.deque = collections.deque()
   try:
     for chunk in chunks:

@@ -14,7 +14,6 @@ from jaxvae.generate.keys import source_keys
 from jaxvae.generate.sources import Sources
 
 
-
 @dataclasses.dataclass(frozen=True)
 class Settings:
   """How records are laid out and batched (sampling options are the VAE's, see VAE.options)."""
@@ -110,12 +109,13 @@ def generate(vae: Any, source: Any, workdir: str, num_variations: int = 10, seed
                       save_latents, workers, reader)
   opts = vae.options(**sampling_options)
   devices = jax.local_devices()
+  workers = settings.workers or os.cpu_count() or 1
   budget.check(batch_size, num_variations, vae.latent_dim, opts.chunk_size, save_latents,
-               workers or os.cpu_count() or 1, devices)
+               workers, devices)
   src = _as_sources(vae, source, max_images, align)
   outputs.check_workdir(workdir)
-  job, done = _prepare(vae, src, settings, opts, os.path.join(workdir, generated.OUTPUT_DIR),
-                       overwrite)
+  job, done = _prepare(vae, src, settings, workers, opts,
+                       os.path.join(workdir, generated.OUTPUT_DIR), overwrite)
   n = len(src.ids)
   todo = sum(min((s + 1) * job.per_shard, n) - s * job.per_shard for s in job.shards)
   log(f"[generate] {src.description}: {job.num_shards} shards of {job.per_shard} sources x "
@@ -131,9 +131,10 @@ def generate(vae: Any, source: Any, workdir: str, num_variations: int = 10, seed
   return _finish(workdir, job.root, stats, log)
 
 
-def _prepare(vae: Any, src: Sources, settings: Settings, opts: Any, root: str,
+def _prepare(vae: Any, src: Sources, settings: Settings, workers: int, opts: Any, root: str,
              overwrite: bool) -> tuple[pipeline.Job, int]:
-  """This process's job (its shards not committed yet) and how many shards are committed."""
+  """This process's job (its shards not committed yet, read by `workers`) and how many shards
+  are committed."""
   per_shard = settings.shard_size // settings.num_variations
   if per_shard >= settings.batch_size:  # Whole batches: padding only at the end, after skips.
     per_shard -= per_shard % settings.batch_size
@@ -150,8 +151,7 @@ def _prepare(vae: Any, src: Sources, settings: Settings, opts: Any, root: str,
                          vae.latent_dim if settings.save_latents else 0,
                          src.attributes is not None)
   return pipeline.Job(root, src, mine, count, per_shard, layout, settings.batch_size,
-                      settings.num_variations, settings.seed, settings.workers,
-                      settings.reader), len(done)
+                      settings.num_variations, settings.seed, workers, settings.reader), len(done)
 
 
 def _interrupted(root: str, stats: pipeline.Stats) -> str:

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
-from jaxvae import celeba, generated
+from jaxvae import celeba, generated, outputs
 
 # One record per chunk (group_size:1) keeps random access cheap for readers; the images are
 # stored uncompressed ("raw" encoding) or as PNG. One writer thread (max_parallelism:1): as cheap
@@ -124,7 +124,7 @@ class ArrayRecordShard(_Writer):
   def commit(self) -> Shard:
     self.writer.close()
     _fsync(self.tmp)
-    return self._done(generated.sha256_file(self.tmp), os.path.getsize(self.tmp))
+    return self._done(outputs.sha256_file(self.tmp), os.path.getsize(self.tmp))
 
   def abort(self) -> None:
     self.writer.close()
@@ -172,7 +172,7 @@ class PngShard(_Writer):
           "shape": (self.records, 3, self.layout.latent_dim)})
       shutil.copyfileobj(f, out)
     os.remove(raw)
-    return [b"latents.npy\0" + bytes.fromhex(generated.sha256_file(path))]
+    return [b"latents.npy\0" + bytes.fromhex(outputs.sha256_file(path))]
 
   def commit(self) -> Shard:
     index = self.index.getvalue().encode()

@@ -10,7 +10,7 @@ import zipfile
 import h5py
 import numpy as np
 
-from jaxvae import checkpoint
+from jaxvae import outputs
 from port import sources
 from port.keras.tables import (_TF_SKIPPED_EDGES, _TRAINING_STATE, EXPORT_HINT, KERAS3_CLASSES,
                                KERAS3_VARS, KerasLayer, KerasSource)
@@ -282,7 +282,7 @@ def resolve(source: str) -> str:
 def sha256_of(path: str) -> str:
   """sha256 of a file; of a directory or TF checkpoint prefix, over its files' names and hashes."""
   if os.path.isfile(path):
-    return checkpoint.sha256_file(path)
+    return outputs.sha256_file(path)
   if os.path.isdir(path):
     root = path
     files = [os.path.join(d, n) for d, _, names in os.walk(path) for n in names]
@@ -292,5 +292,5 @@ def sha256_of(path: str) -> str:
              if n.startswith(os.path.basename(path) + ".")]
   h = hashlib.sha256()
   for name in sorted(files):
-    h.update(f"{os.path.relpath(name, root)}\0{checkpoint.sha256_file(name)}\n".encode())
+    h.update(f"{os.path.relpath(name, root)}\0{outputs.sha256_file(name)}\n".encode())
   return h.hexdigest()
