@@ -7,6 +7,7 @@ get their model's original crop box; any other size gets the centred square crop
 portraits get a square box around the face.
 """
 
+import functools
 import glob
 import os
 from typing import Callable, NamedTuple, Sequence
@@ -14,8 +15,9 @@ from typing import Callable, NamedTuple, Sequence
 import numpy as np
 from PIL import Image
 
+from jaxvae.celeba import CELEBA_SIZE
+
 IMAGE_SIZE = 64
-CELEBA_SIZE = (178, 218)  # width, height of aligned CelebA images
 # Below half the models' 64-pixel input, more than three quarters of the pixels the model sees
 # would be invented by the resize: such an image is skipped, not hallucinated into a face.
 MIN_SIDE = 32
@@ -162,7 +164,8 @@ def load_faces(name: str, celeba_box: tuple[int, int, int, int],
     return [(name, load_one(name, celeba_box))]
   from jaxvae.faces import pipeline  # pylint: disable=import-outside-toplevel  (loads MTCNN)
   rgb = BUNDLED[name[len(BUNDLED_PREFIX):]][0]() if bundled else decode(name)
-  key = pipeline.array_key(rgb) if bundled else pipeline.file_key(name)
+  key = functools.partial(pipeline.array_key, rgb) if bundled else \
+      functools.partial(pipeline.file_key, name)
   return [(n, preprocess(im, crop_box(im.shape[1], im.shape[0], celeba_box)))
           for n, im in pipeline.prepare(name, rgb, align, key)]
 

@@ -21,8 +21,9 @@ jaxvae.faces.detect returns them; MATLAB's 1-based coordinates are these plus 1.
 
 import numpy as np
 
+from jaxvae.celeba import CELEBA_SIZE
+
 CELEBA_POINTS = np.array([[70.745, 112.0], [108.237, 112.0], [89.432, 153.514]])  # 1-based
-CELEBA_SIZE = (178, 218)  # width, height
 
 
 def fit_similarity(moving: np.ndarray, fixed: np.ndarray) -> np.ndarray:
@@ -53,12 +54,6 @@ def celeba_inverse_map(landmarks: np.ndarray) -> np.ndarray:
   shift_in = np.array([[1, 0, 0], [0, 1, 0], [1, 1, 1]], np.float64)  # 0-based -> 1-based
   shift_out = np.array([[1, 0, 0], [0, 1, 0], [-1, -1, 1]], np.float64)  # 1-based -> 0-based
   return shift_in @ tinv @ shift_out
-
-
-def to_aligned(points: np.ndarray, inverse_map: np.ndarray) -> np.ndarray:
-  """Photo points [N, 2] (0-based) -> aligned-frame points (0-based): MATLAB's tformfwd."""
-  forward = np.linalg.inv(inverse_map)
-  return np.concatenate([points, np.ones((len(points), 1))], axis=1) @ forward[:, :2]
 
 
 def keys_cubic(t: np.ndarray) -> np.ndarray:

@@ -21,17 +21,15 @@ image shape, so a rerun neither detects nor refines again (nor loads MTCNN).
 import functools
 import hashlib
 import json
-import os
-import tempfile
 from typing import Callable, NamedTuple
 
 import numpy as np
 
-from jaxvae import outputs, paths, weights
+from jaxvae import celeba, options, outputs, paths, weights
 from jaxvae.faces import align, mtcnn, nets
 
 WEIGHTS = "mtcnn"  # Published name (port/sources.py) or a directory written by the port tool.
-MODES = ("auto", "celeba", "off")
+MODES = options.ALIGN_MODES
 CACHE_VERSION = 1
 # O-Net's box in the aligned frame (0-based): the median of the boxes MTCNN's own cascade hands
 # O-Net on the two bundled portraits once aligned (centre (86, 126), side 108).
@@ -136,12 +134,7 @@ def _read_cache(path: str, stamp: dict) -> dict | None:
 def _write_cache(path: str, entry: dict) -> None:
   """Atomic write; a cache that cannot be written only costs a detection next time."""
   try:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".faces-", dir=os.path.dirname(path))
-    with os.fdopen(fd, "w") as f:
-      json.dump(entry, f)
-    os.chmod(tmp, outputs.default_file_mode())
-    os.replace(tmp, path)
+    outputs.write_bytes(path, json.dumps(entry).encode())
   except OSError:
     pass
 
@@ -163,19 +156,21 @@ def align_all(rgb: np.ndarray, spec: str = WEIGHTS, key: str | None = None,
           for face, marks in locate(rgb, spec, key, refine)]
 
 
-def prepare(name: str, rgb: np.ndarray, mode: str = "auto", key: str | None = None,
+def prepare(name: str, rgb: np.ndarray, mode: str = "auto",
+            key: str | Callable[[], str] | None = None,
             spec: str = WEIGHTS) -> list[tuple[str, np.ndarray]]:
   """(name, uint8 image) pairs to crop for the model, as `--config.align=mode` asks.
 
   off: the image as it is. auto: a 178x218 image as it is (already aligned), any other image
   detected and aligned. celeba: always detected and aligned. `key`: the cache key
-  (file_key(path) for files; None = no disk cache).
+  (file_key(path) for files; None = no disk cache), or a function returning it, called only
+  when the image is detected (a file is then read and hashed only when needed).
   """
   if mode not in MODES:
     raise ValueError(f"align must be one of {', '.join(MODES)}, got {mode!r}")
-  if mode == "off" or (mode == "auto" and rgb.shape[1::-1] == align.CELEBA_SIZE):
+  if mode == "off" or (mode == "auto" and rgb.shape[1::-1] == celeba.CELEBA_SIZE):
     return [(name, rgb)]
-  found = align_all(rgb, spec, key)
+  found = align_all(rgb, spec, key() if callable(key) else key)
   if not found:
     raise NoFaceError(f"no face found (MTCNN, faces of at least "
                       f"{mtcnn.Params().min_face_size} pixels)")

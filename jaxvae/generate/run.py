@@ -10,7 +10,6 @@ import jax
 
 from jaxvae import celeba, chunking, generated, models, options, outputs
 from jaxvae.generate import budget, manifest, pipeline, readers, shards, sources
-from jaxvae.generate.keys import source_keys
 from jaxvae.generate.sources import Sources
 
 

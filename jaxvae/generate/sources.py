@@ -72,7 +72,7 @@ def _faces_in(name: str, box: tuple[int, int, int, int], align: str) -> int:
   if align == "auto" and not name.startswith(data.BUNDLED_PREFIX):
     try:
       with Image.open(name) as image:  # The header only: aligned CelebA images pass as they are.
-        if image.size == data.CELEBA_SIZE:
+        if image.size == celeba.CELEBA_SIZE:
           return 1
     except (OSError, ValueError):
       return 1
