@@ -10,7 +10,6 @@ every mode's --config.checkpoint); it is rewritten in a background thread after 
 
 import concurrent.futures
 import os
-from typing import Callable
 
 import flax.linen as nn
 import jax
@@ -48,30 +47,31 @@ class Manager:
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
 
-  def save(self, state: state_lib.TrainState, record: dict) -> None:
-    """Starts writing `state` (copied to host first, so the next step may reuse its buffers)."""
+  def save(self, state: state_lib.TrainState, record: dict) -> dict:
+    """Starts writing `state` (copied to host first, so the next step may reuse its buffers);
+    returns that host copy (nested dicts of numpy arrays)."""
     step = int(state.step)
     host = jax.tree.map(np.asarray, jax.device_get(state_lib.to_nested(state)))
     self.manager.save(step, args=self._ocp.args.Composite(
         state=self._ocp.args.StandardSave(host), record=self._ocp.args.JsonSave(record)),
         force=True)
+    return host
 
-  def restore(self, like: state_lib.TrainState, step: int | None = None
-              ) -> tuple[state_lib.TrainState, dict]:
-    """The state at `step` (default latest) in the structure of `like`, and its run record."""
-    step = self.latest_step() if step is None else step
+  def restore(self, like: state_lib.TrainState) -> tuple[state_lib.TrainState, dict]:
+    """The latest state in the structure of `like`, and its run record."""
+    step = self.latest_step()
     abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype),
                             state_lib.to_nested(like))
     restored = self.manager.restore(step, args=self._ocp.args.Composite(
         state=self._ocp.args.StandardRestore(abstract), record=self._ocp.args.JsonRestore()))
     return state_lib.from_nested(restored["state"], like), dict(restored["record"])
 
-  def export(self, model_name: str, model: nn.Module, state: state_lib.TrainState,
-             metadata: dict, log: Callable[[str], None] = lambda s: None) -> None:
-    """Rewrites DIR/export from `state` in the background (waits for the previous export)."""
-    variables = jax.tree.map(np.asarray, jax.device_get(state.variables))
-    if not variables.get("batch_stats"):
-      variables = {"params": variables["params"]}
+  def export(self, model_name: str, model: nn.Module, host: dict, metadata: dict) -> None:
+    """Rewrites DIR/export from `host` (what `save` returned) in the background (waits for the
+    previous export)."""
+    variables = {"params": host["params"]}
+    if host.get("batch_stats"):
+      variables["batch_stats"] = host["batch_stats"]
     self.wait_export()
     self._export_job = self._exporter.submit(
         checkpoint.save, self.export_dir, model_name, model, variables, metadata, True)

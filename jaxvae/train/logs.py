@@ -59,8 +59,8 @@ class Writer:
         self._tb.add_scalar(f"{prefix}/{k}", float(v), step)
 
   def progress(self, step: int, start_step: int, metrics: Mapping[str, float],
-               images_per_step: int) -> float:
-    """Logs the training metrics with throughput and ETA; returns images/s since last call."""
+               images_per_step: int) -> None:
+    """Logs the training metrics with throughput (images/s since the last call) and ETA."""
     now = time.perf_counter()
     last_time, last_step = self._last
     last_step = start_step if last_step is None else last_step
@@ -71,7 +71,6 @@ class Writer:
     self.scalars(step, {**metrics, "images_per_second": rate})
     self.print(f"step {step}/{self.total_steps} {_format(metrics)} images/s={rate:.1f} "
                f"eta={duration(eta)}")
-    return rate
 
   def evaluation(self, step: int, metrics: Mapping[str, float]) -> None:
     self.scalars(step, metrics, "validation")
@@ -87,10 +86,6 @@ class Writer:
 
   def text(self, message: str) -> None:
     self.print(message)
-
-  def flush(self) -> None:
-    if self._tb is not None:
-      self._tb.flush()
 
   def close(self) -> None:
     if self._tb is not None:

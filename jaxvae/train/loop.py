@@ -168,8 +168,8 @@ class _Loop:
     return {**self.record, "plateau": self.plateau.state_dict() if self.plateau else {}}
 
   def checkpoint(self, state) -> None:
-    self.manager.save(state, self._record())
-    self.manager.export(self.o.model, self.model, state,
+    host = self.manager.save(state, self._record())
+    self.manager.export(self.o.model, self.model, host,
                         {"source": "jaxvae train", "step": int(state.step),
                          "init_from": self.o.init_from, "data": self.o.data})
 
@@ -204,7 +204,8 @@ class _Loop:
         pending.append(metrics)
         s = batch.step + 1
         if s % self.o.log_every == 0 or s == stop:
-          means = {k: float(np.mean([m[k] for m in jax.device_get(pending)])) for k in pending[0]}
+          host = jax.device_get(pending)
+          means = {k: float(np.mean([m[k] for m in host])) for k in host[0]}
           self.writer.progress(s, start, means, self.sampler.batch_size)
           pending = []
         t_aside = time.perf_counter()
