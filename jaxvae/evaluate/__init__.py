@@ -13,6 +13,7 @@ where it stopped; the report files (metrics.json, report.md, figures) are commit
 import os
 import shutil
 import time
+from typing import Any
 
 import jax
 import numpy as np
@@ -20,6 +21,7 @@ import numpy as np
 from jaxvae import api, bias, celeba, chunking, metrics, options, outputs, postprocess
 from jaxvae.evaluate import dataset, fid_scores, report
 from jaxvae.modes import common
+from jaxvae.nets import inception
 
 CACHE = "evaluate_cache"
 FILES = ("metrics.json", "report.md", "evaluate_models.png")
@@ -102,7 +104,7 @@ def _evaluate_model(vae: api.VAE, label: str, ds: dataset.Dataset, run: options.
 def _without_features(batch: dict, fids: fid_scores.Accumulator | None) -> dict:
   """The per-image scores of a batch; its FID features go into `fids` (streamed, not kept)."""
   if fids is not None:
-    fids.update(batch, len(batch["index"]))
+    fids.update(batch)
   return {k: v for k, v in batch.items() if not k.startswith("fid/")}
 
 
@@ -139,8 +141,9 @@ def _bias(errors: np.ndarray, attributes: np.ndarray, n_boot: int):
 
 
 def _evaluate_one(ckpt: str, taken: set, run: options.Run, out: outputs.OutputSet,
-                  cache_root: str) -> tuple[str, dict, str]:
-  """(label, result, data description) of one checkpoint; its figures go into `out`."""
+                  cache_root: str, inception_variables: Any) -> tuple[str, dict, str]:
+  """(label, result, data description) of one checkpoint; its figures go into `out`; FID
+  features with `inception_variables` when config.evaluate.fid."""
   c = run.common
   vae = api.load(ckpt, c.chunk_size)
   if vae.name == c.model and c.model_fields:  # The config's fields apply to its own model.
@@ -148,8 +151,7 @@ def _evaluate_one(ckpt: str, taken: set, run: options.Run, out: outputs.OutputSe
   label = dataset.label(ckpt, vae.metadata, taken)
   ds = dataset.open_dataset(run, vae.name, common.log)
   t0 = time.perf_counter()
-  fids = (fid_scores.Accumulator(run.section.fid_weights, common.log) if run.section.fid
-          else None)
+  fids = fid_scores.Accumulator(inception_variables) if run.section.fid else None
   scores = _evaluate_model(vae, label, ds, run, os.path.join(cache_root, label), fids)
   result = {"checkpoint": ckpt, "model": vae.name, "n": len(ds.names),
             "seconds": time.perf_counter() - t0, "metrics": _summarize(scores)}
@@ -164,12 +166,12 @@ def _evaluate_one(ckpt: str, taken: set, run: options.Run, out: outputs.OutputSe
   return label, result, ds.description
 
 
-def _generated(run: options.Run) -> dict:
+def _generated(run: options.Run, inception_variables: Any) -> dict:
   """FID and KID of config.evaluate.generated (a --mode=generate output) against the inputs."""
   ds = dataset.open_dataset(run, run.common.model, common.log)
   bs = chunking.batch_size(run.common.batch_size)
   common.log(f"FID and KID of {run.section.generated} against {ds.description}")
-  return fid_scores.generated_scores(run.section.fid_weights, run.section.generated,
+  return fid_scores.generated_scores(inception_variables, run.section.generated,
                                      (images for _, images in ds.batches(bs)), bs, common.log)
 
 
@@ -181,19 +183,22 @@ def evaluate(run: options.Run, workdir: str, overwrite: bool = False) -> dict:
     if overwrite and os.path.exists(cache_root):
       shutil.rmtree(cache_root)
     results, taken, description, start = {}, set(), "", time.perf_counter()
+    inception_variables = (inception.load(run.section.fid_weights, common.log)
+                           if run.section.fid or run.section.generated else None)
     for ckpt in (run.common.checkpoint, *run.section.checkpoints):
-      label, results[label], description = _evaluate_one(ckpt, taken, run, out, cache_root)
+      label, results[label], description = _evaluate_one(ckpt, taken, run, out, cache_root,
+                                                         inception_variables)
       taken.add(label)
     report.plot_models(out.path("evaluate_models.png"), results)
-    extra = _generated(run) if run.section.generated else None
+    extra = _generated(run, inception_variables) if run.section.generated else None
     out.write_bytes("report.md", report.report(results, description, run, extra).encode())
     summary = {"data": description, "seconds": time.perf_counter() - start, "models": results}
     if extra:
       summary["generated"] = extra
     outputs.write_json(out.path("metrics.json"), summary)
     out.commit({label: {k: v["mean"] for k, v in r["metrics"].items()}
-                | {f"{k}/{m}": v for k, d in r.get("fid", {}).items() if isinstance(d, dict)
-                   for m, v in d.items() if m in ("fid", "kid_mean")}
+                | {f"{k}/{m}": r["fid"][k][m] for k in fid_scores.SETS[1:] if k in r.get("fid", {})
+                   for m in ("fid", "kid_mean")}
                 for label, r in results.items()})
   common.log(f"wrote {workdir}/metrics.json, report.md and figures")
   return summary

@@ -16,8 +16,8 @@ SETS = ("real", "reconstructions", "samples")  # Compared: real with each of the
 class Accumulator:
   """Per-set FeatureSets; batch features are also what the resume cache stores (`fid/<set>`)."""
 
-  def __init__(self, weights_spec: str, log: Callable[[str], None]):
-    self.variables = inception.load(weights_spec, log)
+  def __init__(self, variables: Any):
+    self.variables = variables  # The Inception-v3's (jaxvae.nets.inception.load)
     self.sets = {name: fid.FeatureSet(seed=i) for i, name in enumerate(SETS)}
 
   def batch_features(self, vae, x: np.ndarray, recon: Any, key) -> dict[str, np.ndarray]:
@@ -26,31 +26,45 @@ class Accumulator:
               "samples": np.asarray(vae.sample(len(x), key))}
     return {f"fid/{name}": inception.features(self.variables, images[name]) for name in SETS}
 
-  def update(self, batch: dict[str, np.ndarray], n: int) -> None:
-    """Adds the first `n` rows (the batch without its padding) of each set's features."""
+  def update(self, batch: dict[str, np.ndarray]) -> None:
+    """Adds the batch's features of each set."""
     for name in SETS:
-      self.sets[name].update(batch[f"fid/{name}"][:n])
+      self.sets[name].update(batch[f"fid/{name}"])
 
   def scores(self, log: Callable[[str], None]) -> dict[str, Any]:
     """{"reconstructions": {fid, kid_mean, kid_std}, "samples": {...}, "n": N}; warnings logged."""
     result: dict[str, Any] = {"n": self.sets["real"].n}
-    with warnings.catch_warnings(record=True) as caught:
-      warnings.simplefilter("always")
-      for name in SETS[1:]:
-        s = fid.scores(self.sets["real"], self.sets[name])
-        result[name] = {"fid": s.fid, "kid_mean": s.kid.mean, "kid_std": s.kid.std,
-                        "kid_subset_size": s.kid.subset_size}
-    for message in dict.fromkeys(str(w.message) for w in caught):
-      log(f"warning: {message}")
-    result["warnings"] = list(dict.fromkeys(str(w.message) for w in caught))
+    messages: list[str] = []
+    for name in SETS[1:]:
+      s, said = _scores(self.sets["real"], self.sets[name])
+      result[name] = {"fid": s.fid, "kid_mean": s.kid.mean, "kid_std": s.kid.std,
+                      "kid_subset_size": s.kid.subset_size}
+      messages += said
+    result["warnings"] = _logged(messages, log)
     return result
 
 
-def generated_scores(weights_spec: str, generated_dir: str, real_batches, batch_size: int,
+def _scores(real: fid.FeatureSet, fake: fid.FeatureSet) -> tuple[fid.Scores, list[str]]:
+  """fid.scores and the messages of the warnings it raised."""
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    s = fid.scores(real, fake)
+  return s, [str(w.message) for w in caught]
+
+
+def _logged(messages: list[str], log: Callable[[str], None]) -> list[str]:
+  """Each distinct message once, in order, logged as a warning."""
+  messages = list(dict.fromkeys(messages))
+  for message in messages:
+    log(f"warning: {message}")
+  return messages
+
+
+def generated_scores(variables: Any, generated_dir: str, real_batches, batch_size: int,
                      log: Callable[[str], None]) -> dict[str, Any]:
   """FID and KID of every image a --mode=generate run wrote into `generated_dir` against the
-  images of `real_batches` (an iterable of [n, 64, 64, 3] arrays), both streamed."""
-  variables = inception.load(weights_spec, log)
+  images of `real_batches` (an iterable of [n, 64, 64, 3] arrays), both streamed, with the
+  Inception-v3 `variables`."""
   records = generated.open(generated_dir)
   real, fake = fid.FeatureSet(seed=0), fid.FeatureSet(seed=1)
   for images in real_batches:
@@ -58,11 +72,6 @@ def generated_scores(weights_spec: str, generated_dir: str, real_batches, batch_
   for start in range(0, len(records), batch_size):
     stop = min(start + batch_size, len(records))
     fake.add_images(variables, np.stack([records[i]["image"] for i in range(start, stop)]))
-  with warnings.catch_warnings(record=True) as caught:
-    warnings.simplefilter("always")
-    s = fid.scores(real, fake)
-  messages = list(dict.fromkeys(str(w.message) for w in caught))
-  for message in messages:
-    log(f"warning: {message}")
+  s, messages = _scores(real, fake)
   return {"generated": generated_dir, "n_real": s.n_real, "n_generated": s.n_fake, "fid": s.fid,
-          "kid_mean": s.kid.mean, "kid_std": s.kid.std, "warnings": messages}
+          "kid_mean": s.kid.mean, "kid_std": s.kid.std, "warnings": _logged(messages, log)}
