@@ -18,8 +18,9 @@ PORT_ERRORS = (sources.SourceError, convert.PortError, checkpoint.CheckpointErro
                FileExistsError, ValueError)
 
 # Auxiliary networks (not VAEs): kind -> module in port/ with
-#   convert(path, log) -> (variables, extra_metadata)
-#   max_abs_diffs(path, variables, log) -> {name: difference} against the original (max abs,
+#   read(path, log) -> the source's tensors (read once, then given to both of:)
+#   convert(tensors, log) -> (variables, extra_metadata)
+#   max_abs_diffs(tensors, variables, log) -> {name: difference} against the original (max abs,
 #     or relative to the output's norm where the module says so), each within TOLERANCE
 #   and optionally resolve(source) -> local path, for sources that are not plain files.
 AUX_NETWORKS: dict[str, str] = {"mtcnn": "port.mtcnn", "inception": "port.inception",
@@ -131,10 +132,11 @@ def _port_aux(kind: str, source: str, out_dir: str, check_parity: bool, force: b
   path = module.resolve(source) if hasattr(module, "resolve") else sources.resolve(source)[0]
   sha256 = outputs.sha256_file(path)
   log(f"source: {source} -> {path} (sha256 {sha256})")
-  variables, extra = module.convert(path, log)
+  tensors = module.read(path, log)
+  variables, extra = module.convert(tensors, log)
   diffs = None
   if check_parity:
-    diffs = module.max_abs_diffs(path, variables, log)
+    diffs = module.max_abs_diffs(tensors, variables, log)
     log(f"parity vs the original {kind} (differences): " + _listing(diffs))
     if not _within(diffs):
       return PortResult(None, sha256, diffs, False)

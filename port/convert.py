@@ -56,6 +56,18 @@ def apply_table(what: str, table: Sequence[tables.Entry], state_dict: dict[str, 
   counters are never needed). Every missing key, unexpected key, shape mismatch, non-finite
   tensor and flax variable without an entry is reported by name in one PortError.
   """
+  flat, skipped, problems = table_problems(table, state_dict, expected, ignored)
+  if problems:
+    raise PortError(f"the checkpoint does not match {what!r} ({len(problems)} problem(s)):\n  "
+                    + "\n  ".join(problems))
+  return unflatten(flat), skipped
+
+
+def table_problems(table: Sequence[tables.Entry], state_dict: dict[str, np.ndarray],
+                   expected: dict[str, Any], ignored: Callable[[str], bool] = lambda k: False
+                   ) -> tuple[dict, list[str], list[str]]:
+  """(flat {flax path: array}, ignored keys present, problems by name): apply_table's work
+  without raising, for ports that gather the problems of several tables into one error."""
   problems, flat = [], {}
   for entry in table:
     if entry.torch_key not in state_dict:
@@ -76,10 +88,7 @@ def apply_table(what: str, table: Sequence[tables.Entry], state_dict: dict[str, 
                if k not in used and k not in skipped and not k.endswith(".num_batches_tracked")]
   problems += [f"no table entry for flax variable {p}"
                for p in sorted(set(expected) - {e.flax_path for e in table})]
-  if problems:
-    raise PortError(f"the checkpoint does not match {what!r} ({len(problems)} problem(s)):\n  "
-                    + "\n  ".join(problems))
-  return unflatten(flat), skipped
+  return flat, skipped, problems
 
 
 def convert(model_name: str, state_dict: dict[str, np.ndarray], **model_fields) -> Converted:

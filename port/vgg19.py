@@ -28,9 +28,13 @@ IGNORED = tuple([f"features.{i}.{p}" for i in UNUSED_CONVS for p in ("weight", "
 PARITY_BATCH = 4  # Random 64x64 images in --verify.
 
 
-def convert(path: str, log: Log) -> tuple[Any, dict]:
-  """(flax variables, extra metadata) from the torch file at `path`."""
-  state_dict = sources.load_state_dict(path, log)
+def read(path: str, log: Log) -> dict[str, np.ndarray]:
+  """The state_dict of the torch file at `path`."""
+  return sources.load_state_dict(path, log)
+
+
+def convert(state_dict: dict[str, np.ndarray], log: Log) -> tuple[Any, dict]:
+  """(flax variables, extra metadata) from the torch `state_dict`."""
   variables, ignored = port_convert.apply_table(
       flax_vgg19.KIND, TABLE, state_dict, checkpoint.flatten(flax_vgg19.abstract_variables()),
       IGNORED.__contains__)
@@ -55,7 +59,8 @@ def torch_reference(state_dict: dict[str, np.ndarray]):
   return module.eval()
 
 
-def max_abs_diffs(path: str, variables: Any, log: Log, seed: int = 0) -> dict[str, float]:
+def max_abs_diffs(state_dict: dict[str, np.ndarray], variables: Any, log: Log,
+                  seed: int = 0) -> dict[str, float]:
   """The port against the torch original on random 64x64 images in [0, 1], scale-free.
 
   {relu1_1, relu2_1, relu3_1}_relative: max |flax - torch| / max |torch| of each layer;
@@ -65,7 +70,7 @@ def max_abs_diffs(path: str, variables: Any, log: Log, seed: int = 0) -> dict[st
   """
   import torch  # pylint: disable=import-outside-toplevel
 
-  reference = torch_reference(sources.load_state_dict(path))
+  reference = torch_reference(state_dict)
   rng = np.random.default_rng(seed)
   x = rng.random((PARITY_BATCH, 64, 64, 3), dtype=np.float32)
   y = rng.random((PARITY_BATCH, 64, 64, 3), dtype=np.float32)
