@@ -100,5 +100,4 @@ def enhance(images: Array, saturation: float = 2.0, contrast: float = 3.0,
     y = jnp.clip((1.0 - saturation) * lum + saturation * x, 0.0, 1.0)
     mean = jnp.mean(y @ luma, axis=(1, 2))[:, None, None, None]
     return jnp.clip((1.0 - contrast) * mean + contrast * y, 0.0, 1.0)
-  planes = lv.fence(*lv.split(lv.to_levels(x).astype(jnp.int32)))
-  return lv.from_levels(lv.merge(enhance_levels(planes, saturation, contrast)))
+  return lv.on_levels(enhance_levels, x, saturation, contrast)

@@ -64,6 +64,13 @@ def merge(planes: Planes) -> Array:
   return jnp.stack(planes, axis=-1)
 
 
+def on_levels(level_fn, x: Array, *args) -> Array:
+  """A stage on integer levels applied to float images: x -> levels -> planes -> level_fn ->
+  images (the report's uint8 conversions around a stage)."""
+  planes = fence(*split(to_levels(x).astype(jnp.int32)))
+  return from_levels(merge(level_fn(planes, *args)))
+
+
 def _top(dtype) -> Array:
   """The largest value of a dtype (+inf for floats): the identity of min."""
   if jnp.issubdtype(dtype, jnp.floating):

@@ -99,8 +99,7 @@ def unsharp(images: Array, ksize: int = 5, sigma: float = 1.0, amount: float = 1
   _check(ksize, sigma)
   x = lv.as_images(images, "unsharp")
   if quantize:
-    planes = lv.fence(*lv.split(lv.to_levels(x).astype(jnp.int32)))
-    return lv.from_levels(lv.merge(unsharp_levels(planes, ksize, sigma, amount, threshold)))
+    return lv.on_levels(unsharp_levels, x, ksize, sigma, amount, threshold)
   u = jnp.clip(x, 0.0, 1.0)
   kernel = [float(v) for v in _gaussian_kernel(ksize, sigma).astype(np.float32)]
   blurred = _separable(u, kernel, ksize // 2)

@@ -109,8 +109,7 @@ def bilateral(images: Array, d: int = 5, sigma_color: float = 75.0, sigma_space:
   """
   x = lv.as_images(images, "bilateral")
   if quantize:
-    planes = lv.fence(*lv.split(lv.to_levels(x).astype(jnp.int32)))
-    return lv.from_levels(lv.merge(bilateral_levels(planes, d, sigma_color, sigma_space)))
+    return lv.on_levels(bilateral_levels, x, d, sigma_color, sigma_space)
   if sigma_color <= 0:
     sigma_color = 1.0
   radius, taps = _taps(d, sigma_space)
