@@ -56,17 +56,11 @@ def _rate(times: list[float], n: int) -> float:
 def _sharded(fn, chunk: int):
   """Jitted fn over the batch split across the host devices, each shard in chunks (lax.map)."""
   import jax  # pylint: disable=import-outside-toplevel
+  from jaxvae import chunking  # pylint: disable=import-outside-toplevel
   mesh = jax.sharding.Mesh(jax.devices(), ("b",))
   spec = jax.sharding.PartitionSpec("b")
-
-  def chunked(x):
-    n = x.shape[0]
-    if chunk <= 0 or chunk >= n:
-      return fn(x)
-    out = jax.lax.map(fn, x.reshape(n // chunk, chunk, *x.shape[1:]))
-    return out.reshape(n, *out.shape[2:])
-
-  run = jax.jit(jax.shard_map(chunked, mesh=mesh, in_specs=spec, out_specs=spec))
+  run = jax.jit(jax.shard_map(lambda x: chunking.map_chunks(fn, x, chunk), mesh=mesh,
+                              in_specs=spec, out_specs=spec))
   return run, jax.sharding.NamedSharding(mesh, spec)
 
 
