@@ -223,9 +223,10 @@ def face_crops(n: int, size: int = 64, seed: int = 0) -> np.ndarray:
   rng = np.random.default_rng(seed)
   out = np.empty((n, size, size, 3), np.float32)
   names = sorted(_FACES)
+  photos = {name: face_photo(name) for name in names}
   for i in range(n):
     name = names[i % len(names)]
-    photo = face_photo(name)
+    photo = photos[name]
     top, left, side = _FACES[name]
     crop = int(side * rng.uniform(0.8, 1.6))
     cy = top + side // 2 + int(rng.integers(-side // 8, side // 8 + 1))
