@@ -17,10 +17,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvae import checkpoint, chunking, data, fast, models, sampling, weights
+from jaxvae import checkpoint, chunking, data, fast, models, options, sampling, weights
 
 IMAGE_SHAPE = models.IMAGE_SHAPE
-TRAVERSAL_STD = ("prior", "posterior")
+TRAVERSAL_STD = options.TRAVERSAL_STD
 
 
 class Traversal(NamedTuple):

@@ -13,6 +13,7 @@ MODES = ("reconstruct", "variations", "sample", "interpolate", "edit", "enhance"
 SAMPLING_RULES = ("per_sample", "pvae_shared")
 ALIGN_MODES = ("auto", "celeba", "off")
 INTERPOLATIONS = ("linear", "slerp")
+TRAVERSAL_STD = ("prior", "posterior")  # The std a traversal steps in.
 LPIPS_NETS = ("alexnet", "vgg16")
 MAX_SEED = 2**32 - 1  # jax.random.key takes a uint32 seed (without jax_enable_x64).
 # Images a single-result mode draws and holds at once (inputs x variations); larger runs belong
@@ -194,16 +195,16 @@ def _section(config: Mapping, mode: str, shared: Common) -> Any:
                                 for s in strengths):
       raise ConfigError(f"config.edit.strengths must be a non-empty list of numbers, got "
                         f"{strengths!r}")
+    from jaxvae import celeba  # pylint: disable=import-outside-toplevel  (no jax; names only)
     attribute = _str(config, "edit.attribute")
     if attribute:
-      from jaxvae import celeba  # pylint: disable=import-outside-toplevel
       _choice(config, "edit.attribute", celeba.ATTR_NAMES)
       if not shared.celeba:
         raise ConfigError("config.edit.attribute needs CelebA for its attribute vector: set "
                           "config.celeba (a CelebA root or tfds)")
     return Edit(_str(config, "edit.with_images"), _str(config, "edit.without_images"),
                 tuple(float(s) for s in strengths), attribute,
-                _choice(config, "edit.split", ("train", "validation", "test", "all")),
+                _choice(config, "edit.split", (*celeba.SPLITS, celeba.ALL)),
                 _int(config, "edit.max_images", 0))
   if mode == "traverse":
     values = _get(config, "traverse.values")
@@ -213,7 +214,7 @@ def _section(config: Mapping, mode: str, shared: Common) -> Any:
       raise ConfigError(f"config.traverse.values must be a non-empty list of numbers, got "
                         f"{values!r}")
     return Traverse(_int(config, "traverse.num_dims", 0, 4096), tuple(float(v) for v in values),
-                    _choice(config, "traverse.std", ("prior", "posterior")))
+                    _choice(config, "traverse.std", TRAVERSAL_STD))
   if mode == "evaluate":
     if shared.num_variations < 2:
       raise ConfigError("--mode=evaluate needs config.num_variations >= 2 for the diversity "
