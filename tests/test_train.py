@@ -106,15 +106,15 @@ def test_balanced_sampler_draws_each_group_equally():
 
 def test_sources_read_files_and_celeba_splits(tmp_path):
   box = models.get_info("betavae").celeba_box
-  files = data.open_source(PORTRAITS, ("train",), box)
+  files = data.open_source(PORTRAITS, "train", box)
   assert isinstance(files, data.FileSource) and len(files) == 2
   images = files.load(np.array([1, 0, 1]))
   assert images.shape == (3, 64, 64, 3) and images.dtype == np.float32
   np.testing.assert_array_equal(images[0], images[2])
   fake = write_fake_celeba(str(tmp_path / "celeba"), n=20)
   assert data.is_celeba(fake.root) and not data.is_celeba(str(tmp_path))
-  train = data.open_source(fake.root, ("train",), box)
-  val = data.open_source(fake.root, ("validation",), box)
+  train = data.open_source(fake.root, "train", box)
+  val = data.open_source(fake.root, "validation", box)
   assert (len(train), len(val)) == (len(fake.index("train")), len(fake.index("validation")))
   np.testing.assert_array_equal(train.groups("Male"),
                                 fake.attributes[fake.index("train"), 20] > 0)

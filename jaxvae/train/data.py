@@ -12,7 +12,7 @@ import collections
 import concurrent.futures
 import os
 import threading
-from typing import Iterator, NamedTuple, Sequence
+from typing import Iterator, NamedTuple
 
 import numpy as np
 
@@ -76,31 +76,21 @@ class FileSource(Source):
 
 
 class CelebASource(Source):
-  """One or more splits of CelebA through jaxvae.celeba.open_celeba."""
+  """One split of CelebA through jaxvae.celeba.open_celeba."""
 
-  def __init__(self, spec: str, splits: Sequence[str], box, max_images: int = 0,
-               num_threads: int = 0):
-    parts = [celeba.open_celeba(spec, split=s, box=box, num_threads=num_threads) for s in splits]
-    self.parts = parts
-    self.offsets = np.cumsum([0] + [len(p) for p in parts])
-    self.size = int(self.offsets[-1]) if not max_images else min(max_images,
-                                                                   int(self.offsets[-1]))
-    self.description = f"CelebA {'+'.join(splits)} ({self.size} images, {parts[0].source})"
+  def __init__(self, spec: str, split: str, box, max_images: int = 0, num_threads: int = 0):
+    self.celeba = celeba.open_celeba(spec, split=split, max_count=max_images or None, box=box,
+                                     num_threads=num_threads)
+    self.description = f"CelebA {split} ({len(self.celeba)} images, {self.celeba.source})"
 
   def __len__(self) -> int:
-    return self.size
+    return len(self.celeba)
 
   def load(self, indices: np.ndarray) -> np.ndarray:
-    indices = np.asarray(indices, np.int64)
-    out = np.empty((len(indices), 64, 64, 3), np.float32)
-    part = np.searchsorted(self.offsets, indices, side="right") - 1
-    for k in np.unique(part):
-      sel = part == k
-      out[sel] = self.parts[k].load_batch(indices[sel] - self.offsets[k])
-    return out
+    return self.celeba.load_batch(indices)
 
   def groups(self, attribute: str) -> np.ndarray:
-    return np.concatenate([p.has(attribute) for p in self.parts])[:self.size].astype(np.int64)
+    return self.celeba.has(attribute).astype(np.int64)
 
 
 def is_celeba(spec: str) -> bool:
@@ -111,11 +101,10 @@ def is_celeba(spec: str) -> bool:
                                      for m in _CELEBA_MARKERS)
 
 
-def open_source(spec: str, splits: Sequence[str], box, max_images: int = 0,
-                num_threads: int = 0) -> Source:
-  """CelebA (`splits` of it) when `spec` names a CelebA root or tfds, else image files."""
+def open_source(spec: str, split: str, box, max_images: int = 0, num_threads: int = 0) -> Source:
+  """CelebA (its `split`) when `spec` names a CelebA root or tfds, else image files."""
   if is_celeba(spec):
-    return CelebASource(spec, splits, box, max_images, num_threads)
+    return CelebASource(spec, split, box, max_images, num_threads)
   return FileSource(spec, box, max_images, num_threads)
 
 

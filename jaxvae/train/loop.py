@@ -112,11 +112,12 @@ def train_and_evaluate(options: TrainOptions, workdir: str, *, hooks: Sequence[H
   recipe = options.recipe
   model, variables, origin = initial_model(options, print_fn)
   box = models.get_info(options.model).celeba_box
-  train_src = data.open_source(options.data, ("train",), box, options.max_images,
+  train_src = data.open_source(options.data, "train", box, options.max_images,
                                options.num_threads)
-  val_src = (data.open_source(options.validation_data or options.data, ("validation",), box, 0,
+  val_src = (data.open_source(options.validation_data or options.data, "validation", box, 0,
                               options.num_threads)
-             if options.validation_data or data.is_celeba(options.data) else train_src)
+             if options.validation_data or isinstance(train_src, data.CelebASource)
+             else train_src)
   batch_size = options.resolved_batch_size()
   mesh = step.make_mesh(devices)
   _check_devices(batch_size, mesh)
