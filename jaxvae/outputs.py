@@ -124,8 +124,9 @@ _JOURNAL = ".commit-{mode}.json"
 
 
 @contextlib.contextmanager
-def _sigint_deferred() -> Iterator[list]:
-  """Holds SIGINT until the block ends (main thread only); re-raises it afterwards."""
+def sigint_deferred(reraise: bool = True) -> Iterator[list]:
+  """Holds SIGINT until the block ends (main thread only), noting it in the yielded list; then
+  re-raises it as KeyboardInterrupt, unless not `reraise` (the caller checks the list)."""
   if threading.current_thread() is not threading.main_thread():
     yield []
     return
@@ -135,7 +136,7 @@ def _sigint_deferred() -> Iterator[list]:
     yield received
   finally:
     signal.signal(signal.SIGINT, previous)
-  if received:
+  if received and reraise:
     raise KeyboardInterrupt("after commit")
 
 
@@ -211,7 +212,7 @@ class OutputSet:
       raise RuntimeError(f"output set of --mode={self.mode} is missing {', '.join(missing)}")
     journal = os.path.join(self.workdir, _JOURNAL.format(mode=self.mode))
     moves = [(os.path.join(self.tmp, f), os.path.join(self.workdir, f)) for f in self.written]
-    with _sigint_deferred():
+    with sigint_deferred():
       write_json(journal, {"mode": self.mode, "moves": moves, "summary": summary,
                            "tmp": self.tmp})
       _replay(self.workdir, journal)

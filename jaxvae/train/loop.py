@@ -1,8 +1,6 @@
 """train_and_evaluate: the training loop, from scratch or fine-tuning, resumable, data-parallel."""
 
 import os
-import signal
-import threading
 import time
 from typing import Any, Callable, NamedTuple, Sequence
 
@@ -68,27 +66,6 @@ def run_record(options: TrainOptions, model, data_size: int, batch_size: int) ->
           "shuffle": options.resolved_shuffle(), "flip": options.flip,
           "balance_attribute": options.balance_attribute, "loss": options.loss,
           "compute_dtype": options.compute_dtype, "init_from": options.init_from}
-
-
-class _Interrupt:
-  """Turns SIGINT into a flag the loop checks after each step (main thread only)."""
-
-  def __init__(self):
-    self.requested = False
-    self._previous = None
-
-  def __enter__(self):
-    if threading.current_thread() is threading.main_thread():
-      self._previous = signal.signal(signal.SIGINT, self._handle)
-    return self
-
-  def _handle(self, signum, frame):
-    del signum, frame
-    self.requested = True
-
-  def __exit__(self, *exc):
-    if self._previous is not None:
-      signal.signal(signal.SIGINT, self._previous)
 
 
 def _check_devices(batch_size: int, mesh) -> None:
@@ -196,7 +173,7 @@ class _Loop:
     train_fn = step.jit_train_step(self.config, self.tx, self.mesh)
     lo, hi = self.model.input_range
     pending, t0 = [], time.perf_counter()
-    with _Interrupt() as interrupt:
+    with outputs.sigint_deferred(reraise=False) as interrupt:
       for batch in data.batches(self.train_src, self.sampler, start, stop,
                                 process_index=jax.process_index(),
                                 process_count=jax.process_count()):
@@ -219,7 +196,7 @@ class _Loop:
         self.writer.exclude(time.perf_counter() - t_aside)
         for hook in self.hooks:
           hook(s, state)
-        if interrupt.requested and s < stop:
+        if interrupt and s < stop:
           self.checkpoint(state)
           self.manager.wait()
           message = (f"interrupted at step {s}: checkpoint {self.manager.directory}/{s} and "
