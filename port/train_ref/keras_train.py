@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from port import keras_ref
+from port import convert, keras_ref
 from port.keras import WEIGHTS
 
 ALPHA = 1.8
@@ -43,13 +43,6 @@ class StepResult(NamedTuple):
   kl_loss: float
   grads: dict  # flax-layout {"params": ...} tree of gradients
   recon: np.ndarray  # [B, 64, 64, 3] training-mode reconstruction, 0-255 scale
-
-
-def _set(tree: dict, path: str, leaf: str, value: np.ndarray) -> None:
-  node = tree
-  for part in path.split("/"):
-    node = node.setdefault(part, {})
-  node[leaf] = value
 
 
 class _KeepFloat64:
@@ -136,19 +129,15 @@ class Trainer:
       loss, (ntv, rec, kl, recon), grads, self.tv, self.ov = self._step(
           self.tv, self.ntv, self.ov, np.asarray(data, self.dtype), np.asarray(eps, self.dtype))
     self.ntv = list(ntv)
-    tree: dict = {}
-    for var, g in zip(self.trainable, grads):
-      collection, module, leaf = self.names[id(var)]
-      _set(tree.setdefault(collection, {}), module, leaf, np.asarray(g))
+    tree = convert.unflatten({"/".join(self.names[id(var)]): np.asarray(g)
+                              for var, g in zip(self.trainable, grads)})
     return StepResult(float(loss), float(rec), float(kl), tree, np.asarray(recon))
 
   def variables(self) -> dict:
     """The current weights and moving statistics in the flax PVAE layout."""
-    tree: dict = {}
-    for var, value in zip(self.trainable + self.non_trainable, self.tv + self.ntv):
-      collection, module, leaf = self.names[id(var)]
-      _set(tree.setdefault(collection, {}), module, leaf, np.asarray(value))
-    return tree
+    return convert.unflatten({"/".join(self.names[id(var)]): np.asarray(value)
+                              for var, value in zip(self.trainable + self.non_trainable,
+                                                    self.tv + self.ntv)})
 
   def decode(self, z: np.ndarray) -> np.ndarray:
     """Inference-mode decoder output (0-255 scale) with the current weights."""

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from port import tables, torch_ref
+from port import convert, tables, torch_ref
 
 LEARNING_RATES = {"betavae": 1e-4, "dfcvae": 1e-3, "vanilla": 1e-3}
 CLASSES = {"betavae": torch_ref.BetaVAE, "dfcvae": torch_ref.DFCVAE, "vanilla": torch_ref.VAE}
@@ -41,14 +41,9 @@ LOSSES: dict[str, Callable] = {"betavae": betavae_loss, "dfcvae": betavae_loss,
 def to_flax(name: str, state_dict: dict[str, np.ndarray]) -> dict:
   """A torch state_dict (or one of gradients) -> the flax tree, through the port's own table for
   `name`, keeping the dtype (the port itself writes float32)."""
-  tree: dict = {}
-  for entry in tables.TORCH_MODELS[name].table:
-    *parents, leaf = entry.flax_path.split("/")
-    node = tree
-    for part in parents:
-      node = node.setdefault(part, {})
-    node[leaf] = np.asarray(entry.transform(np.asarray(state_dict[entry.torch_key])))
-  return tree
+  table = tables.TORCH_MODELS[name].table
+  return convert.unflatten({
+      e.flax_path: np.asarray(e.transform(np.asarray(state_dict[e.torch_key]))) for e in table})
 
 
 class Trainer:
