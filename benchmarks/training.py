@@ -70,8 +70,8 @@ def demo(args) -> None:
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
   import numpy as np
-  from jaxvae import checkpoint, data, models, sampling, weights
-  from jaxvae.train import TrainOptions, init, train_and_evaluate
+  from jaxvae import data, models, sampling
+  from jaxvae.train import TrainOptions, loop, train_and_evaluate
 
   portraits = "bundled:astronaut,bundled:grace_hopper"
   fig, axes = plt.subplots(1, 2, figsize=(11, 4))
@@ -81,12 +81,7 @@ def demo(args) -> None:
           **fields, "data": portraits, "steps": args.demo_steps, "batch_size": 4,
           "eval_every": 10, "eval_images": 2, "log_every": 50, "checkpoint_every": 10 ** 6,
           "image_every": 10 ** 6})
-      if options.init_from:
-        start = checkpoint.load(weights.ensure_ported(options.init_from))
-        model, variables = start.model, start.variables
-      else:
-        model = models.build(options.model)
-        variables = init.original_init(options.model, model, options.seed)
+      model, variables, _ = loop.initial_model(options, lambda s: None)
       x = data.load(portraits, models.get_info(options.model).celeba_box).images
       recon = np.asarray(sampling.reconstruct(model, variables, x))
       curve = [(0, float(np.mean((recon - x) ** 2)))]
@@ -225,8 +220,7 @@ def bench_model(name: str, args) -> dict:
       continue
     torch_fns[layout] = fns
   jstep, jfwd, jgrad, compile_s, devices = jax_setup(pair, args.batch, args.dtype)
-  fns = {f"torch_{layout}_{part}": repeat(f, args.steps) if part != "step" else
-         (lambda f=f: [f() for _ in range(args.steps)])
+  fns = {f"torch_{layout}_{part}": repeat(f, args.steps)
          for layout, parts in torch_fns.items() for part, f in zip(("step", "fwd", "bwd"), parts)}
   fns.update({"jax_step": repeat(jstep, args.steps), "jax_fwd": repeat(jfwd, args.steps),
               "jax_bwd": repeat(jgrad, args.steps)})
