@@ -52,21 +52,15 @@ class OrtPair:
     import onnxruntime as ort  # pylint: disable=import-outside-toplevel
     import torch  # pylint: disable=import-outside-toplevel
 
-    class Encoder(torch.nn.Module):
-      def __init__(self):
+    class Method(torch.nn.Module):
+      """`module`'s method `name` as forward, for export (traced, dynamo=False)."""
+
+      def __init__(self, name: str):
         super().__init__()
-        self.m = module
+        self.m, self.name = module, name
 
       def forward(self, x):
-        return self.m.encode(x)
-
-    class Decoder(torch.nn.Module):
-      def __init__(self):
-        super().__init__()
-        self.m = module
-
-      def forward(self, z):
-        return self.m.decode(z)
+        return getattr(self.m, self.name)(x)
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads or os.cpu_count() or 1
@@ -74,8 +68,8 @@ class OrtPair:
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     providers = ["CPUExecutionProvider"]
-    enc = _export(Encoder().eval(), torch.zeros(2, 3, 64, 64), "x", ["mean", "logvar"])
-    dec = _export(Decoder().eval(), torch.zeros(2, latent), "z", ["y"])
+    enc = _export(Method("encode").eval(), torch.zeros(2, 3, 64, 64), "x", ["mean", "logvar"])
+    dec = _export(Method("decode").eval(), torch.zeros(2, latent), "z", ["y"])
     self.encoder = ort.InferenceSession(enc, opts, providers=providers)
     self.decoder = ort.InferenceSession(dec, opts, providers=providers)
     self.threads = opts.intra_op_num_threads
