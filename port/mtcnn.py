@@ -199,7 +199,12 @@ def max_abs_diffs(wheel: Wheel, variables: dict, log: Log = lambda s: None) -> d
   """AUX_NETWORKS entry point: max |torch - flax| per output, on random normalized images."""
   from port.torch_ref import mtcnn as torch_mtcnn  # pylint: disable=import-outside-toplevel
 
-  modules = torch_mtcnn.load(wheel.state_dicts)
-  inputs = random_inputs()
+  return net_diffs(torch_mtcnn.load(wheel.state_dicts), variables)
+
+
+def net_diffs(modules: dict, variables: dict, seed: int = 0, batch: int = 8) -> dict[str, float]:
+  """max |torch - flax| per output of the torch `modules` and the flax `variables`, on
+  random_inputs(seed, batch)."""
+  inputs = random_inputs(seed, batch)
   want, got = torch_outputs(modules, inputs), flax_outputs(variables, inputs)
   return {k: float(np.abs(want[k] - got[k]).max()) for k in want}

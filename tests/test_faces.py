@@ -69,16 +69,10 @@ def _flax_apply(name, variables, x, *args):
 
 
 def _compare_nets(torch_modules, variables, seed):
-  """Max abs difference per net output, torch vs flax, on normalized random images."""
-  rng = np.random.default_rng(seed)
-  shapes = {"pnet": (2, 61, 47, 3), "rnet": (6, 24, 24, 3), "onet": (6, 48, 48, 3)}
-  diffs = {}
-  for name, shape in shapes.items():
-    x = (rng.integers(0, 256, shape).astype(np.float32) - 127.5) * 0.0078125
-    want, got = _torch_apply(torch_modules[name], x), _flax_apply(name, variables[name], x)
-    for i, (w, g) in enumerate(zip(want, got)):
-      diffs[f"{name}/{i}"] = float(np.abs(w - g).max())
-  return diffs
+  """Max abs difference per net output, torch vs flax, on normalized random images (the port's
+  own --verify comparison, at another seed and batch)."""
+  from port import mtcnn as port_mtcnn
+  return port_mtcnn.net_diffs(torch_modules, variables, seed, batch=6)
 
 
 def _random_torch_nets(seed=0):
