@@ -31,6 +31,20 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 300) -> subpro
                         timeout=timeout, env={**os.environ, **(env or {})})
 
 
+def port_verified(model: str, source: str, out) -> tuple[subprocess.CompletedProcess, str]:
+  """`python -m port --model=MODEL --source=SOURCE --out=OUT --verify`: (the run, OUT)."""
+  return run_cli("-m", "port", f"--model={model}", f"--source={source}", f"--out={out}",
+                 "--verify"), str(out)
+
+
+def closed_url(filename: str) -> str:
+  """An http URL of `filename` on a local port on which nothing listens (an offline host)."""
+  import socket  # pylint: disable=import-outside-toplevel
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return f"http://127.0.0.1:{s.getsockname()[1]}/{filename}"
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _private_caches(tmp_path_factory):
   """Every cache (downloads, ports, XLA) in a temporary folder, for this process and the CLI runs

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import run_cli
+from conftest import closed_url, port_verified
 from random_weights import random_inception
 from torchvision_compat import import_torchvision
 from jaxvae import checkpoint, fid, outputs
@@ -19,6 +19,7 @@ from port.torch_ref import inception as torch_inception
 
 FEATURE_TOL = 1e-4  # Issue 17: ||flax - pytorch-fid|| / ||pytorch-fid|| per image.
 DISTANCE_TOL = 1e-6  # Issue 17: FID relative to pytorch-fid's calculate_frechet_distance.
+INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"  # Its published file name.
 
 
 @pytest.fixture(scope="module")
@@ -47,10 +48,7 @@ def pytorch_fid_net(inception_pth):
 
 @pytest.fixture(scope="module")
 def cli_port(inception_pth, tmp_path_factory):
-  out = tmp_path_factory.mktemp("ported") / "inception"
-  result = run_cli("-m", "port", "--model=inception", f"--source={inception_pth}", f"--out={out}",
-                   "--verify")
-  return result, str(out)
+  return port_verified("inception", inception_pth, tmp_path_factory.mktemp("ported") / "inception")
 
 
 def _images(n=3, size=(64, 64), seed=1):
@@ -129,13 +127,6 @@ def test_port_reports_every_problem_by_name(inception_pth, tmp_path):
   assert not (tmp_path / "out").exists()
 
 
-def _closed_port_url():
-  import socket  # pylint: disable=import-outside-toplevel
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return f"http://127.0.0.1:{s.getsockname()[1]}/pt_inception-2015-12-05-6726825d.pth"
-
-
 def test_published_name_from_mirror_is_ported_once_into_the_cache(inception_pth, tmp_path,
                                                                   monkeypatch):
   monkeypatch.setenv("JAXVAE_CACHE", str(tmp_path / "cache"))
@@ -145,7 +136,7 @@ def test_published_name_from_mirror_is_ported_once_into_the_cache(inception_pth,
   monkeypatch.setenv("JAXVAE_MIRROR", str(mirror))
   pub = sources.PUBLISHED["inception-fid"]
   monkeypatch.setitem(sources.PUBLISHED, "inception-fid", pub._replace(
-      url=_closed_port_url(), sha256=outputs.sha256_file(inception_pth)))
+      url=closed_url(INCEPTION_FILE), sha256=outputs.sha256_file(inception_pth)))
   variables = inception.load()
   cached = tmp_path / "cache" / "checkpoints" / "inception-fid"
   meta = checkpoint.read_metadata(str(cached), ("kind",))
@@ -160,7 +151,7 @@ def test_missing_weights_error_names_file_url_and_mirror(tmp_path, monkeypatch):
   monkeypatch.setenv("JAXVAE_CACHE", str(tmp_path / "cache"))
   (tmp_path / "empty").mkdir()
   monkeypatch.setenv("JAXVAE_MIRROR", str(tmp_path / "empty"))
-  url = _closed_port_url()
+  url = closed_url(INCEPTION_FILE)
   pub = sources.PUBLISHED["inception-fid"]
   monkeypatch.setitem(sources.PUBLISHED, "inception-fid", pub._replace(url=url))
   with pytest.raises(sources.SourceError) as e:

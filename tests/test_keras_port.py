@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import keras2_h5
-from conftest import PARITY_TOL, run_cli
+from conftest import PARITY_TOL, port_verified, run_cli
 from jaxvae import checkpoint
 from port import api, keras_ref
 
@@ -227,9 +227,7 @@ def test_tensorflow_formats_without_tensorflow_say_how_to_export(tmp_path, monke
 @pytest.fixture(scope="module")
 def cli_port(original, keras3_file, tmp_path_factory):
   """`python -m port --model=pvae --verify` on the Keras 3 weights file."""
-  out = tmp_path_factory.mktemp("cli") / "pvae"
-  return run_cli("-m", "port", "--model=pvae", f"--source={keras3_file}", f"--out={out}",
-                 "--verify"), str(out)
+  return port_verified("pvae", keras3_file, tmp_path_factory.mktemp("cli") / "pvae")
 
 
 def test_cli_verify_prints_mapping_and_parity(cli_port, original):

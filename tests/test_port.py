@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import PARITY_TOL, run_cli, shared_file
+from conftest import PARITY_TOL, closed_url, run_cli, shared_file
 from random_weights import randomize_torch
 from jaxvae import checkpoint, outputs, weights
 from port import api, convert, sources, torch_ref
@@ -234,13 +234,9 @@ def test_file_url_source(tmp_path, monkeypatch):
 
 
 def test_offline_download_error_says_to_pass_a_local_file(tmp_path, monkeypatch):
-  import socket
-  with socket.socket() as s:  # A port on which nothing listens.
-    s.bind(("127.0.0.1", 0))
-    closed = s.getsockname()[1]
   monkeypatch.setenv("JAXVAE_CACHE", str(tmp_path / "cache"))
   with pytest.raises(sources.SourceError, match="could not download .* pass its local path"):
-    sources.resolve(f"http://127.0.0.1:{closed}/100.pt")
+    sources.resolve(closed_url("100.pt"))
 
 
 def test_unknown_source_and_model_mismatch(tmp_path):

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import run_cli
+from conftest import closed_url, port_verified
 from random_weights import randomize_torch
 from torchvision_compat import import_torchvision
 from jaxvae import checkpoint
@@ -40,10 +40,7 @@ def vgg_pth(torchvision_vgg19, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def cli_port(vgg_pth, tmp_path_factory):
-  out = tmp_path_factory.mktemp("ported") / "vgg19"
-  result = run_cli("-m", "port", "--model=vgg19", f"--source={vgg_pth}", f"--out={out}",
-                   "--verify")
-  return result, str(out)
+  return port_verified("vgg19", vgg_pth, tmp_path_factory.mktemp("ported") / "vgg19")
 
 
 def _torchvision_taps(model, x01):
@@ -152,10 +149,7 @@ def test_loss_refuses_bad_shapes():
 
 
 def test_missing_weights_error_names_file_url_and_mirror(tmp_path, monkeypatch):
-  import socket  # pylint: disable=import-outside-toplevel
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    url = f"http://127.0.0.1:{s.getsockname()[1]}/vgg19-dcbb9e9d.pth"
+  url = closed_url("vgg19-dcbb9e9d.pth")
   monkeypatch.setenv("JAXVAE_CACHE", str(tmp_path / "cache"))
   monkeypatch.delenv("JAXVAE_MIRROR", raising=False)
   pub = sources.PUBLISHED["vgg19-imagenet"]
