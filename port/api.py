@@ -18,7 +18,8 @@ PORT_ERRORS = (sources.SourceError, convert.PortError, checkpoint.CheckpointErro
                FileExistsError, ValueError)
 
 # Auxiliary networks (not VAEs): kind -> module in port/ with
-#   read(path, log) -> the source's tensors (read once, then given to both of:)
+#   optionally read(path, log) -> the source's tensors (default sources.load_state_dict; read
+#     once, then given to both of:)
 #   convert(tensors, log) -> (variables, extra_metadata)
 #   max_abs_diffs(tensors, variables, log) -> {name: difference} against the original (max abs,
 #     or relative to the output's norm where the module says so), each within TOLERANCE
@@ -132,7 +133,7 @@ def _port_aux(kind: str, source: str, out_dir: str, check_parity: bool, force: b
   path = module.resolve(source) if hasattr(module, "resolve") else sources.resolve(source)[0]
   sha256 = outputs.sha256_file(path)
   log(f"source: {source} -> {path} (sha256 {sha256})")
-  tensors = module.read(path, log)
+  tensors = getattr(module, "read", sources.load_state_dict)(path, log)
   variables, extra = module.convert(tensors, log)
   diffs = None
   if check_parity:

@@ -14,7 +14,7 @@ import numpy as np
 
 from jaxvae import checkpoint
 from jaxvae.nets import inception as flax_inception
-from port import convert as port_convert, sources
+from port import convert as port_convert
 from port.tables import common
 
 Log = Callable[[str], None]
@@ -43,11 +43,6 @@ TABLE = [entry for torch_name, flax_name in BASIC_CONVS
                        + common.batch_norm(f"{flax_name}/bn", f"{torch_name}.bn"))]
 IGNORED = ("fc.weight", "fc.bias")
 PARITY_BATCH = 2  # Random 64x64 images in --verify (the network runs at 299x299).
-
-
-def read(path: str, log: Log) -> dict[str, np.ndarray]:
-  """The state_dict of the torch file at `path`."""
-  return sources.load_state_dict(path, log)
 
 
 def convert(state_dict: dict[str, np.ndarray], log: Log) -> tuple[Any, dict]:

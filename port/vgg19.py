@@ -13,7 +13,7 @@ import numpy as np
 
 from jaxvae import checkpoint
 from jaxvae.nets import vgg19 as flax_vgg19
-from port import convert as port_convert, sources
+from port import convert as port_convert
 from port.tables import common
 
 Log = Callable[[str], None]
@@ -26,11 +26,6 @@ UNUSED_CONVS = (12, 14, 16, 19, 21, 23, 25, 28, 30, 32, 34)  # conv3_2 ... conv5
 IGNORED = tuple([f"features.{i}.{p}" for i in UNUSED_CONVS for p in ("weight", "bias")]
                 + [f"classifier.{i}.{p}" for i in (0, 3, 6) for p in ("weight", "bias")])
 PARITY_BATCH = 4  # Random 64x64 images in --verify.
-
-
-def read(path: str, log: Log) -> dict[str, np.ndarray]:
-  """The state_dict of the torch file at `path`."""
-  return sources.load_state_dict(path, log)
 
 
 def convert(state_dict: dict[str, np.ndarray], log: Log) -> tuple[Any, dict]:
