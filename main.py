@@ -44,9 +44,12 @@ def main(argv):
 
 
 def _ported(run):
-  """The run with published checkpoint names replaced by their ported directories."""
+  """The run with published checkpoint names replaced by their ported directories (not for
+  --mode=train, which reads config.train.init_from, not config.checkpoint)."""
   import dataclasses  # pylint: disable=import-outside-toplevel
   from jaxvae import weights  # pylint: disable=import-outside-toplevel
+  if run.mode == "train":
+    return run
   port = lambda spec: weights.ensure_ported(spec, log=print) if spec else spec
   run = dataclasses.replace(run, common=dataclasses.replace(
       run.common, checkpoint=port(run.common.checkpoint)))

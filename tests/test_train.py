@@ -345,3 +345,18 @@ def test_the_pvae_route_from_the_cli_train_then_every_mode_takes_the_export(tmp_
   bad = run_cli("main.py", "--config=configs/pvae.py", "--mode=train", f"--workdir={runs}",
                 "--config.train.steps=0")
   assert bad.returncode == 1 and "config.train: invalid training options" in bad.stderr
+
+
+def test_main_ports_no_config_checkpoint_for_train(monkeypatch):
+  """--mode=train reads config.train.init_from, not config.checkpoint: main.py must not fetch the
+  config's default published weights first (offline, with no mirror, that fetch fails)."""
+  import main
+  from configs import vanilla
+  from jaxvae import options, weights
+  monkeypatch.setattr(weights, "ensure_ported", lambda spec, log=None: f"ported:{spec}")
+  config = vanilla.get_config()
+  config.train.data = "bundled:astronaut"
+  run = options.validate(config, "train")
+  assert main._ported(run) is run
+  other = main._ported(options.validate(config, "reconstruct"))
+  assert other.common.checkpoint == f"ported:{config.checkpoint}"
