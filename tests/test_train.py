@@ -194,6 +194,13 @@ def test_sigint_keeps_a_checkpoint_and_the_run_resumes(tmp_path):
   summary = json.load(open(os.path.join(workdir, "summary.json")))["train"]
   assert summary["steps"] == 5 and summary["resumed_from"] == 3
   assert 0 < summary["validation"]["mse"] < 0.1
+  # SIGINT right after a scheduled checkpoint: that checkpoint is the one the message names.
+  every2 = TrainOptions.from_config({**BASE, "steps": 5, "checkpoint_every": 2})
+  with pytest.raises(TrainingInterrupted) as e:
+    train_and_evaluate(every2, str(tmp_path / "every2"), print_fn=lambda s: None,
+                       hooks=[lambda s, st: os.kill(os.getpid(), signal.SIGINT) if s == 2 else 0])
+  assert e.value.code == 130 and "interrupted at step 2" in e.value.message
+  assert checkpoint.load(str(tmp_path / "every2" / "export")).metadata["step"] == 2
 
 
 TWO_DEVICES = """

@@ -191,13 +191,15 @@ class _Loop:
           state = self.evaluate(state, s)
         if s % self.o.image_every == 0 or s == stop:
           self.evaluator.write_images(self.writer, state.variables, s)
-        if s % self.o.checkpoint_every == 0 or s == stop:
+        saved = s % self.o.checkpoint_every == 0 or s == stop
+        if saved:
           self.checkpoint(state)
         self.writer.exclude(time.perf_counter() - t_aside)
         for hook in self.hooks:
           hook(s, state)
         if interrupt and s < stop:
-          self.checkpoint(state)
+          if not saved:  # Orbax refuses a second checkpoint of the same step.
+            self.checkpoint(state)
           self.manager.wait()
           message = (f"interrupted at step {s}: checkpoint {self.manager.directory}/{s} and "
                      f"export {self.manager.export_dir} are written; run the same command "
