@@ -17,10 +17,14 @@ pipeline's per-stage seconds, and each host stage timed alone in thread CPU time
 --rss: peak RSS of `main.py --mode=generate` in fresh processes for --rss-sizes sources.
 --devices-check: main.py runs with 1, 2 and 4 host devices and several batch sizes: how many
 images are byte-identical, and the largest difference of the float latents.
+--host-only: generate with the engine replaced by ready outputs (no device work): the host
+pipeline's ceiling in images/s, with each reader kind, and with reading replaced by a ready image
+too (what the main, writer and commit threads alone sustain: stages that do not scale with
+cores). Where the engine outruns these (an accelerator), they bound generate.
 
   python benchmarks/generate.py [--models=vanilla,betavae,dfcvae,pvae] [--sources=2048]
       [--repeats=3] [--no-other-reader] [--no-png] [--rss] [--rss-sizes=1000,20000] [--devices-check]
-      [--no-ratio]
+      [--no-ratio] [--host-only]
 """
 
 import argparse
@@ -31,6 +35,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
+from unittest import mock
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # pylint: disable=wrong-import-position  (imports no jax)
@@ -54,6 +60,8 @@ def parse_args():
   ap.add_argument("--rss-repeats", type=int, default=3, help="fresh processes per size")
   ap.add_argument("--ratio", action=argparse.BooleanOptionalAction, default=True,
                   help="time generate against the engine")
+  ap.add_argument("--host-only", action="store_true",
+                  help="the host pipeline's ceiling: generate with the engine's outputs ready")
   ap.add_argument("--devices-check", action="store_true",
                   help="compare records across host device counts and batch sizes")
   ap.add_argument("--tmp", default=None, help="scratch folder (default: the system's)")
@@ -72,7 +80,7 @@ if __name__ != "__mp_main__":
   import fake_celeba  # pylint: disable=wrong-import-position  (tests/, on the path via common)
   # pylint: disable=wrong-import-position
   from jaxvae import api, checkpoint, models, sampling
-  from jaxvae.generate import generate, readers, shards, sources
+  from jaxvae.generate import generate, pipeline, readers, shards, sources
 
   jax.config.update("jax_compilation_cache_dir", None)
 
@@ -241,6 +249,46 @@ def devices_check(model: str, ckpt: str, tree: str, scratch: str, n: int = 256) 
         ", ".join(f"{f} {v:.1e}" for f, v in diffs.items()))
 
 
+def host_only(name: str, ckpt: str, tree: str, scratch: str) -> None:
+  """generate with the engine's outputs ready (and, last, the sources' images too): images/s,
+  CPU-us per source and the pipeline's stage seconds, medians of --repeats interleaved runs."""
+  vae = api.load(ckpt)
+  src = sources.open_celeba(tree, "all", models.get_info(name).celeba_box, ARGS.sources)
+  ready = sampling.Generated(jax.device_put(np.zeros(
+      (ARGS.batch, ARGS.variations, 64, 64, 3), np.uint8)), None, None, None)
+  image = src.load(0)
+  no_decode = src._replace(load=lambda i: image)  # Threads only: a lambda does not pickle.
+  engine = types.SimpleNamespace(keyed_variations=lambda *args, **kwargs: ready)
+  summaries = {}
+
+  def run(label, source, reader):
+    def fn():
+      out = os.path.join(scratch, f"host-{name}")
+      shutil.rmtree(out, ignore_errors=True)
+      with mock.patch.object(pipeline, "sampling", engine):
+        summary = generate(vae, source, out, ARGS.variations, batch_size=ARGS.batch,
+                           reader=reader, log=lambda s: None)
+      summaries.setdefault(label, []).append(summary[f"process_{jax.process_index()}"])
+    return fn
+
+  fns = {f"reading {kind}": run(f"reading {kind}", src, kind) for kind in ("threads", "processes")}
+  fns["no reading (a ready image)"] = run("no reading (a ready image)", no_decode, "threads")
+  for fn in fns.values():
+    fn()
+  summaries.clear()
+  wall, cpu = interleaved(fns, ARGS.repeats)
+  n = len(src.ids)
+  log(f"\n{name}, host only (the engine's outputs ready), {n} sources x {ARGS.variations}, "
+      f"batch {ARGS.batch}, {os.cpu_count()} CPUs:")
+  for label in fns:
+    stages = {k: float(np.median([s["stage_seconds"].get(k, 0) for s in summaries[label]]))
+              for k in summaries[label][0]["stage_seconds"]}
+    rate = n * ARGS.variations / common.median(wall[label])
+    log(f"  {label}: {rate:.0f} images/s ({rate * 64 * 64 * 3 / 1e9:.2f} GB/s of raw images), "
+        f"{common.median(cpu[label]) / n * 1e6:.0f} CPU-us per source; stages (s): "
+        + ", ".join(f"{k} {v:.2f}" for k, v in stages.items()))
+
+
 def report(name: str, r: dict) -> None:
   log(f"\n{name}: {r['images']} images; " + ", ".join(
       f"{k} {v:.0f} images/s ({r['cpu_us'][k]:.0f} CPU-us per image)"
@@ -274,6 +322,9 @@ def main():
         results[name] = bench_model(name, ckpts[name], tree, scratch)
         report(name, results[name])
       table(results)
+    if ARGS.host_only:
+      for name in names:
+        host_only(name, ckpts[name], tree, scratch)
     if ARGS.devices_check:
       for name in names:
         devices_check(name, ckpts[name], tree, scratch)

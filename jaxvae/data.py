@@ -87,15 +87,28 @@ def expand(spec: str | Sequence[str]) -> list[str]:
   return files
 
 
-def _check_jpeg(raw: np.ndarray) -> None:
-  """Decodes a JPEG fully with PIL, which fails on corrupt entropy-coded data that OpenCV's
-  decoder only warns about (libjpeg's "Corrupt JPEG data" line) and decodes into garbage."""
+def _pil_jpeg(raw: np.ndarray) -> np.ndarray | None:
+  """A JPEG decoded fully with PIL, which fails on corrupt entropy-coded data that OpenCV's
+  decoder only warns about (libjpeg's "Corrupt JPEG data" line) and decodes into garbage: its
+  [H, W, 3] uint8 RGB pixels when it is RGB or grayscale (the same libjpeg-turbo decode as
+  OpenCV's, tests/test_data.py), None for other kinds (CMYK), which OpenCV converts."""
   import io  # pylint: disable=import-outside-toplevel
   try:
     with Image.open(io.BytesIO(raw.tobytes())) as image:
       image.load()
+      if image.mode not in ("RGB", "L"):
+        return None
+      rgb = np.asarray(image)
   except (OSError, ValueError, SyntaxError) as e:
     raise InputError(f"corrupt JPEG data ({e})") from None
+  return rgb if rgb.ndim == 3 else np.repeat(rgb[..., None], 3, axis=-1)
+
+
+def _check_side(shape: tuple[int, ...]) -> None:
+  if min(shape[:2]) < MIN_SIDE:
+    raise InputError(f"{shape[1]}x{shape[0]} pixels is below the minimum of "
+                     f"{MIN_SIDE} on a side (the models see {IMAGE_SIZE}x{IMAGE_SIZE} crops; a "
+                     "smaller image would be mostly invented by the resize)")
 
 
 def decode(path: str) -> np.ndarray:
@@ -105,14 +118,14 @@ def decode(path: str) -> np.ndarray:
 
   raw = np.fromfile(path, np.uint8) if os.path.getsize(path) else np.zeros(0, np.uint8)
   if raw[:3].tobytes() == b"\xff\xd8\xff":
-    _check_jpeg(raw)
+    rgb = _pil_jpeg(raw)  # Decoded once: PIL's check is also the decode.
+    if rgb is not None:
+      _check_side(rgb.shape)
+      return rgb
   image = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED) if raw.size else None
   if image is None:
     raise InputError("not a readable image")
-  if min(image.shape[:2]) < MIN_SIDE:
-    raise InputError(f"{image.shape[1]}x{image.shape[0]} pixels is below the minimum of "
-                     f"{MIN_SIDE} on a side (the models see {IMAGE_SIZE}x{IMAGE_SIZE} crops; a "
-                     "smaller image would be mostly invented by the resize)")
+  _check_side(image.shape)
   if image.dtype == np.uint16:
     image = np.round(image / 257.0).astype(np.uint8)
   elif image.dtype != np.uint8:
@@ -135,38 +148,54 @@ def crop_box(width: int, height: int, celeba_box: tuple[int, int, int, int]):
   return left, top, left + side, top + side
 
 
+def to_unit(images: np.ndarray) -> np.ndarray:
+  """uint8 pixels -> float32 k / 255 in [0, 1], as torchvision's ToTensor divides."""
+  return np.asarray(images, np.float32) / 255.0
+
+
+def crop_resize(rgb: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+  """uint8 [H, W, 3] -> crop `box` -> PIL bilinear resize to 64 -> uint8 [64, 64, 3]."""
+  image = Image.fromarray(rgb).crop(box).resize((IMAGE_SIZE, IMAGE_SIZE), Image.BILINEAR)
+  return np.asarray(image)
+
+
 def preprocess(rgb: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
   """uint8 [H, W, 3] -> crop `box` -> PIL bilinear resize to 64 -> float32 [64, 64, 3] in [0, 1]."""
-  image = Image.fromarray(rgb).crop(box).resize((IMAGE_SIZE, IMAGE_SIZE), Image.BILINEAR)
-  return np.asarray(image, np.float32) / 255.0
+  return to_unit(crop_resize(rgb, box))
 
 
-def load_one(name: str, celeba_box: tuple[int, int, int, int]) -> np.ndarray:
-  """One input, cropped without face detection (the bundled portraits by their hand boxes)."""
+def load_one(name: str, celeba_box: tuple[int, int, int, int],
+             as_uint8: bool = False) -> np.ndarray:
+  """One input, cropped without face detection (the bundled portraits by their hand boxes):
+  float32 [64, 64, 3] in [0, 1], or its uint8 pixels with `as_uint8`."""
   if name.startswith(BUNDLED_PREFIX):
     loader, box = BUNDLED[name[len(BUNDLED_PREFIX):]]
-    return preprocess(loader(), box)
-  rgb = decode(name)
-  return preprocess(rgb, crop_box(rgb.shape[1], rgb.shape[0], celeba_box))
+    rgb = loader()
+  else:
+    rgb = decode(name)
+    box = crop_box(rgb.shape[1], rgb.shape[0], celeba_box)
+  return crop_resize(rgb, box) if as_uint8 else preprocess(rgb, box)
 
 
-def load_faces(name: str, celeba_box: tuple[int, int, int, int],
-               align: str = "off") -> list[tuple[str, np.ndarray]]:
+def load_faces(name: str, celeba_box: tuple[int, int, int, int], align: str = "off",
+               as_uint8: bool = False) -> list[tuple[str, np.ndarray]]:
   """(name, [64, 64, 3] image) of every face an input yields under `align` (jaxvae.faces):
 
   off: the image cropped as it is. auto: aligned 178x218 CelebA images as they are, every other
   photo detected and aligned into CelebA's frame first (several faces: name#1, name#2, ...; none:
   a ValueError naming it); the bundled portraits keep their hand-framed boxes. celeba: every
-  image, bundled ones too, detected and aligned. Then the model's CelebA crop.
+  image, bundled ones too, detected and aligned. Then the model's CelebA crop (uint8 pixels with
+  `as_uint8`, as load_one).
   """
   bundled = name.startswith(BUNDLED_PREFIX)
   if align == "off" or (bundled and align == "auto"):
-    return [(name, load_one(name, celeba_box))]
+    return [(name, load_one(name, celeba_box, as_uint8))]
   from jaxvae.faces import pipeline  # pylint: disable=import-outside-toplevel  (loads MTCNN)
   rgb = BUNDLED[name[len(BUNDLED_PREFIX):]][0]() if bundled else decode(name)
   key = functools.partial(pipeline.array_key, rgb) if bundled else \
       functools.partial(pipeline.file_key, name)
-  return [(n, preprocess(im, crop_box(im.shape[1], im.shape[0], celeba_box)))
+  fn = crop_resize if as_uint8 else preprocess
+  return [(n, fn(im, crop_box(im.shape[1], im.shape[0], celeba_box)))
           for n, im in pipeline.prepare(name, rgb, align, key)]
 
 

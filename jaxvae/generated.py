@@ -161,12 +161,12 @@ class PngRecords:
   def __init__(self, shard_dirs: Sequence[str], counts: Sequence[int], num_variations: int):
     self.shard_dirs, self.counts, self.k = list(shard_dirs), list(counts), num_variations
     self._ends = np.cumsum(self.counts).tolist()
-    self._index: dict[int, tuple[list[str], np.ndarray | None]] = {}
+    self._index: dict[int, tuple[list[str], np.ndarray | None, tuple | None]] = {}
 
   def __len__(self) -> int:
     return self._ends[-1] if self._ends else 0
 
-  def _shard(self, shard: int) -> tuple[list[str], np.ndarray | None]:
+  def _shard(self, shard: int) -> tuple[list[str], np.ndarray | None, tuple | None]:
     if shard not in self._index:
       header, rows = read_index(self.shard_dirs[shard])
       if len(rows) != self.counts[shard]:
@@ -175,24 +175,50 @@ class PngRecords:
       per_source = rows[::self.k]
       attrs = (np.array([r[3:] for r in per_source], np.int8).reshape(len(per_source), -1)
                if len(header) > 3 else None)
-      self._index[shard] = ([r[1] for r in per_source], attrs)
+      self._index[shard] = ([r[1] for r in per_source], attrs,
+                            self._latents_layout(shard, len(rows)))
     return self._index[shard]
+
+  def _latents_layout(self, shard: int, rows: int) -> tuple | None:
+    """(path, data offset, dtype, row shape) of a shard's latents.npy, whose header is read once;
+    None without latents."""
+    path = os.path.join(self.shard_dirs[shard], "latents.npy")
+    if not os.path.exists(path):
+      return None
+    with builtins.open(path, "rb") as f:
+      version = np.lib.format.read_magic(f)
+      read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                     else np.lib.format.read_array_header_2_0)
+      shape, fortran, dtype = read_header(f)
+      if shape[:1] != (rows,) or fortran:
+        raise GeneratedError(f"{path} holds {shape} (fortran order {fortran}), not one C-order "
+                             f"row per record of index.csv ({rows})")
+      return path, f.tell(), dtype, shape[1:]
+
+  @staticmethod
+  def _latents_row(layout: tuple, row: int) -> np.ndarray:
+    path, offset, dtype, shape = layout
+    size = dtype.itemsize * int(np.prod(shape))
+    with builtins.open(path, "rb") as f:
+      f.seek(offset + row * size)
+      raw = f.read(size)
+    if len(raw) != size:
+      raise GeneratedError(f"{path} is truncated at record {row}")
+    return np.frombuffer(raw, dtype).reshape(shape).copy()
 
   def __getitem__(self, index: int) -> dict[str, Any]:
     if not 0 <= index < len(self):
       raise IndexError(f"record {index} out of range [0, {len(self)})")
     shard = bisect.bisect_right(self._ends, index)
     row = index - (self._ends[shard - 1] if shard else 0)
-    ids, attrs = self._shard(shard)
+    ids, attrs, latents = self._shard(shard)
     source, k = divmod(row, self.k)
-    folder = self.shard_dirs[shard]
     out: dict[str, Any] = {"source_id": ids[source], "variation": k, "image": _read_png(
-        os.path.join(folder, png_file_name(ids[source], k)))}
+        os.path.join(self.shard_dirs[shard], png_file_name(ids[source], k)))}
     if attrs is not None:
       out["attributes"] = attrs[source].copy()
-    if os.path.exists(os.path.join(folder, "latents.npy")):
-      latents = np.load(os.path.join(folder, "latents.npy"), mmap_mode="r")
-      out |= dict(zip(LATENTS, np.array(latents[row])))
+    if latents is not None:
+      out |= dict(zip(LATENTS, self._latents_row(latents, row)))
     return out
 
   def __getstate__(self):  # The index cache is rebuilt in each grain worker process.

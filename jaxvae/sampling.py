@@ -28,12 +28,14 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, PartitionSpec as P
 
-from jaxvae import chunking, fast, models, postprocess as postprocessing
+from jaxvae import chunking, fast, models, placement, postprocess as postprocessing
 
 RULES = ("per_sample", "pvae_shared")
 PVAE_EPS_STD = 0.1
+# uint8 k -> float32 k / 255 as the loaders divide, looked up (a device division may be inexact).
+_UNIT = np.arange(256, dtype=np.float32) / 255.0
 INTERPOLATIONS = ("linear", "slerp")
 
 
@@ -154,6 +156,8 @@ def _keyed_local(model, variables, images, keys, num: int, options: Options, lat
   def draw(kk, i, shape):  # One normal draw per key r, from split(r)[i].
     return jax.vmap(lambda r: jax.random.normal(jax.random.split(r)[i], shape))(kk)
 
+  if images.dtype == jnp.uint8:
+    images = jnp.asarray(_UNIT)[images]
   scale, noise = PVAE_EPS_STD if options.rule == "pvae_shared" else 1.0, options.input_noise_std
   encoded = None if noise > 0 else encode(model, variables, images, options.chunk_size)
 
@@ -176,21 +180,25 @@ def keyed_variations(model: nn.Module, variables, images, keys: jax.Array, num: 
                      latents: bool = False, as_uint8: bool = False) -> Generated:
   """`num` variations of each image, drawn from fold_in(keys[b], k) only, in one compiled call.
 
-  `latents`: also the mean, log-variance and z of each variation; `as_uint8`: round(255 x) as
-  uint8, on the devices. Devices and processes as in `variations` (each its own images, keys)."""
+  `images`: [B, H, W, C] in [0, 1], or uint8 pixels k read as k / 255 (on the devices, exactly
+  the loaders' float32 division: a quarter of the bytes to move). `latents`: also the mean,
+  log-variance and z of each variation; `as_uint8`: round(255 x) as uint8, on the devices.
+  Devices and processes as in `variations` (each its own images, keys)."""
   if num < 1:
     raise ValueError(f"num_variations must be >= 1, got {num}")
-  images = jnp.asarray(images, jnp.float32)
+  images = jnp.asarray(images)
+  if images.dtype != jnp.uint8:
+    images = images.astype(jnp.float32)
   if not (isinstance(keys, jax.Array) and jnp.issubdtype(keys.dtype, jax.dtypes.prng_key)
           and keys.shape == images.shape[:1]):
     raise ValueError(f"keys must be typed keys (jax.random.key, fold_in, split), one per image: "
                      f"shape ({images.shape[0]},), got {getattr(keys, 'dtype', type(keys))}")
   devices = tuple(jax.local_devices() if devices is None else devices)
   pad = -images.shape[0] % sum(d.process_index == jax.process_index() for d in devices)
-  args = [_pad_rows(a, pad) for a in (images, jax.random.key_data(keys))]
+  args = [placement.pad_rows(a, pad) for a in (images, jax.random.key_data(keys))]
   fn = _sharded_fn(model, int(num), options, devices,
                    (str(jax.random.key_impl(keys)), latents, as_uint8))
-  return _place_and_run(fn, variables, args, (P("batch"), P("batch")), images.shape[0], devices)
+  return placement.run_on_mesh(fn, variables, args, (P("batch"), P("batch")), images.shape[0], devices)
 
 
 def variations(model: nn.Module, variables, images, key: jax.Array | None, num: int,
@@ -238,24 +246,6 @@ def _sharded_fn(model, num: int, options: Options, devices: tuple, keyed: tuple 
                                out_specs=P("batch")))
 
 
-_last_replicated: list = [(), None]  # [(leaves, treedef, devices), replicated copy]
-
-
-def _replicate(variables, devices, sharding):
-  """variables placed on every device. The copy of the last variables is reused when they are
-  the same (immutable) jax arrays: the same weights are typically passed call after call, and
-  copying them costs ~3 ms per call."""
-  leaves, treedef = jax.tree.flatten(variables)
-  key, copy = _last_replicated
-  if (key and key[1] == treedef and key[2] == devices and len(key[0]) == len(leaves)
-      and all(a is b for a, b in zip(key[0], leaves))):
-    return copy
-  copy = jax.device_put(variables, sharding)
-  if all(isinstance(a, jax.Array) for a in leaves):  # numpy leaves may change in place
-    _last_replicated[:] = (leaves, treedef, devices), copy
-  return copy
-
-
 def _variations_sharded(model, variables, images, key, num, options, devices):
   me = jax.process_index()
   multihost = any(d.process_index != me for d in devices)
@@ -263,33 +253,9 @@ def _variations_sharded(model, variables, images, key, num, options, devices):
   pad = -b % sum(d.process_index == me for d in devices)
   offset = me * b if multihost else 0
   index = np.concatenate([offset + np.arange(b), np.full(pad, _PAD_INDEX)]).astype(np.int32)
-  return _place_and_run(_sharded_fn(model, num, options, devices), variables,
-                        (_pad_rows(images, pad), jax.random.key_data(key), index),
+  return placement.run_on_mesh(_sharded_fn(model, num, options, devices), variables,
+                        (placement.pad_rows(images, pad), jax.random.key_data(key), index),
                         (P("batch"), P(), P("batch")), b, devices)
-
-
-def _pad_rows(a: jax.Array, pad: int) -> jax.Array:
-  return jnp.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1)) if pad else a
-
-
-def _place_and_run(fn, variables, args: tuple, specs: tuple, b: int, devices):
-  """fn(variables, *args) on the mesh of `devices`: variables replicated, args placed by their
-  specs (batch args padded to a multiple of this process's devices); this process's b rows out."""
-  mesh = Mesh(np.array(devices), ("batch",))
-  replicated = NamedSharding(mesh, P())
-  shardings = [NamedSharding(mesh, s) for s in specs]
-  if all(d.process_index == jax.process_index() for d in devices):
-    out = fn(_replicate(variables, devices, replicated),
-             *[jax.device_put(a, s) for a, s in zip(args, shardings)])
-    return jax.tree.map(lambda a: a[:b] if a.shape[0] != b else a, out)
-  glob = jax.make_array_from_process_local_data
-  out = fn(jax.tree.map(lambda a: glob(replicated, np.asarray(a)), variables),
-           *[glob(s, np.asarray(a)) for a, s in zip(args, shardings)])
-
-  def local_rows(a):
-    shards = sorted(a.addressable_shards, key=lambda s: s.index[0].start)
-    return jnp.asarray(np.concatenate([np.asarray(s.data) for s in shards])[:b])
-  return jax.tree.map(local_rows, out)
 
 
 @functools.partial(jax.jit, static_argnames=("model", "n", "chunk_size", "postprocess"))

@@ -81,3 +81,44 @@ def test_bundled_portraits_are_the_default():
   assert inputs.names == ["bundled:astronaut", "bundled:grace_hopper"]
   assert inputs.images.shape == (2, 64, 64, 3) and inputs.images.dtype == np.float32
   assert 0.0 <= inputs.images.min() and inputs.images.max() <= 1.0
+
+
+def _opencv_rgb(raw: bytes) -> np.ndarray:
+  image = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_UNCHANGED)
+  if image.ndim == 2:
+    return np.repeat(image[..., None], 3, axis=-1)
+  return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def test_jpeg_is_decoded_once_by_pil_with_opencvs_pixels(tmp_path):
+  """A JPEG's corruption check (a full PIL decode) is also its decode: for every RGB and
+  grayscale kind (subsampling, quality, progressive, odd sizes) its pixels equal OpenCV's decode
+  of the same file; CMYK, where the two differ, still goes through OpenCV."""
+  from skimage import data as skdata  # pylint: disable=import-outside-toplevel
+  photo = Image.fromarray(skdata.astronaut())
+  kinds = [(f"s{sub}-q{q}-p{int(prog)}-{i}.jpg", photo.crop(box), "JPEG",
+            {"quality": q, "subsampling": sub, "progressive": prog})
+           for sub in (0, 1, 2) for q in (60, 95, 100) for prog in (False, True)
+           for i, box in enumerate([(0, 0, 178, 218), (3, 5, 134, 186)])]
+  kinds += [("gray.jpg", photo.convert("L"), "JPEG", {"quality": 90}),
+            ("cmyk.jpg", photo.convert("CMYK"), "JPEG", {})]
+  for name, image, fmt, kwargs in kinds:
+    image.save(tmp_path / name, fmt, **kwargs)
+    raw = (tmp_path / name).read_bytes()
+    got = data.decode(str(tmp_path / name))
+    assert got.dtype == np.uint8 and got.shape == (image.size[1], image.size[0], 3), name
+    np.testing.assert_array_equal(got, _opencv_rgb(raw), err_msg=name)
+  with Image.open(tmp_path / "cmyk.jpg") as cmyk:  # The case PIL would decode differently.
+    assert not np.array_equal(np.asarray(cmyk.convert("RGB")),
+                              data.decode(str(tmp_path / "cmyk.jpg")))
+
+
+def test_uint8_loads_are_the_float_loads_pixels(tmp_path):
+  """load_one / load_faces with as_uint8 give the pixels whose k / 255 the float loads return."""
+  Image.fromarray(_gradient(218, 178)).save(tmp_path / "a.jpg", quality=90)
+  for name in (str(tmp_path / "a.jpg"), "bundled:astronaut"):
+    pixels = data.load_one(name, BOX, as_uint8=True)
+    assert pixels.dtype == np.uint8 and pixels.shape == (64, 64, 3)
+    np.testing.assert_array_equal(pixels.astype(np.float32) / 255.0, data.load_one(name, BOX))
+    [(_, faces)] = data.load_faces(name, BOX, "off", as_uint8=True)
+    np.testing.assert_array_equal(faces, pixels)

@@ -319,6 +319,21 @@ def test_keyed_uint8_is_rounded_on_the_devices_and_keys_are_checked(small):
     sampling.variations(model, variables, images, None, 2, keys=keys[:2])
 
 
+def test_keyed_uint8_inputs_are_read_as_the_loaders_float32_division(small):
+  """uint8 pixels k enter the engine as numpy's float32 k / 255 (what data.to_unit gives), so
+  the outputs are bit-identical to those of the float inputs; input noise reads them too."""
+  model, variables, _ = small
+  pixels = np.random.default_rng(3).integers(0, 256, (3, 64, 64, 3), np.uint8)
+  pixels[0, 0, :4, 0] = [0, 1, 254, 255]
+  unit = np.asarray(pixels, np.float32) / 255.0
+  keys = _image_keys(3)
+  for options in (sampling.Options(), sampling.Options(input_noise_std=0.05)):
+    want = sampling.keyed_variations(model, variables, unit, keys, 2, options, latents=True)
+    got = sampling.keyed_variations(model, variables, pixels, keys, 2, options, latents=True)
+    for field in ("images", "mean", "logvar", "z"):
+      np.testing.assert_array_equal(getattr(got, field), getattr(want, field), err_msg=field)
+
+
 _KEYED_SHARDED = textwrap.dedent("""
     import sys
     import jax, numpy as np

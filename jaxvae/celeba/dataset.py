@@ -25,15 +25,18 @@ def _listing(items: Sequence[str]) -> str:
 
 
 def preprocess(image: Image.Image | np.ndarray, box: tuple[int, int, int, int],
-               size: int) -> np.ndarray:
-  """RGB image -> crop `box` -> PIL bilinear resize to `size` -> float32 [size, size, 3] in [0, 1].
+               size: int, as_uint8: bool = False) -> np.ndarray:
+  """RGB image -> crop `box` -> PIL bilinear resize to `size` -> float32 [size, size, 3] in [0, 1]
+  (its uint8 pixels with `as_uint8`).
 
   The resize works on uint8 pixels as the originals' torchvision pipelines did.
   """
   if isinstance(image, np.ndarray):
     image = Image.fromarray(image)
-  image = image.convert("RGB").crop(box).resize((size, size), Image.BILINEAR)
-  return np.asarray(image, np.float32) / 255.0
+  if image.mode != "RGB":
+    image = image.convert("RGB")
+  pixels = np.asarray(image.crop(box).resize((size, size), Image.BILINEAR))
+  return pixels if as_uint8 else np.asarray(pixels, np.float32) / 255.0
 
 
 def _check_size(image: Image.Image, name: str) -> None:
@@ -86,13 +89,13 @@ class CelebA:
       raise ValueError(f"unknown CelebA attribute {attr!r}; known: {', '.join(self.attr_names)}")
     return self.attributes[:, self.attr_names.index(attr)] > 0
 
-  def load_image(self, index: int) -> np.ndarray:
-    """Image `index` preprocessed: float32 [size, size, 3] in [0, 1]."""
+  def load_image(self, index: int, as_uint8: bool = False) -> np.ndarray:
+    """Image `index` preprocessed: float32 [size, size, 3] in [0, 1] (uint8 with `as_uint8`)."""
     raw = self.raw_loader(int(index))
     if isinstance(raw, np.ndarray):
       raw = Image.fromarray(raw)
     _check_size(raw, f"image {self.names[index]} ({self.source})")
-    return preprocess(raw, self.box, self.size)
+    return preprocess(raw, self.box, self.size, as_uint8)
 
   def load_batch(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
     """Images at `indices`: float32 [n, size, size, 3] in [0, 1], decoded in threads."""

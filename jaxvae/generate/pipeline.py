@@ -49,7 +49,7 @@ class Job(NamedTuple):
 class Batch(NamedTuple):
   shard: int
   entries: list[tuple[int, str]]  # (source index, "" or why it is unreadable), in source order
-  images: np.ndarray | None  # [batch_size, 64, 64, 3] float32: readable ones, then zeros
+  images: np.ndarray | None  # [batch_size, 64, 64, 3] uint8: readable ones, then zeros
   count: int  # readable images
   last: bool  # the shard's last batch
 
@@ -137,7 +137,7 @@ def batches(job: Job, stats: Stats) -> Iterator[Batch]:
     if last or len(images) == size:
       padded = None
       if images:
-        padded = np.zeros((size, *images[0].shape), np.float32)
+        padded = np.zeros((size, *images[0].shape), np.uint8)
         padded[:len(images)] = images
       yield Batch(shard, entries, padded, len(images), last)
       entries, images = [], []

@@ -6,9 +6,7 @@ engine of 500,000), so with PROCESSES_FROM workers or more, where the sources ca
 they are read by spawned worker processes, each with its own GIL, in chunks of CHUNK sources
 (a worker imports no jax: about 0.15 s to start). On 2 cores threads are as good or slightly
 better (benchmarks/generate.py, Beta-VAE: 278 CPU-us per image with 2 threads, 295 with 2
-processes; 57% and 55% of the engine alone). Images travel as
-uint8 (they are k/255 by construction: every loader ends in a PIL resize of uint8 pixels; checked
-per image, float32 otherwise) and arrive bit-identical to a read in this process.
+processes; 57% and 55% of the engine alone). Images travel as the loaders' uint8 pixels.
 """
 
 import concurrent.futures
@@ -33,7 +31,7 @@ KINDS = ("auto", "processes", "threads")
 
 _SOURCES: sources_lib.Sources | None = None  # In a worker process: the sources it reads.
 
-Read = tuple[np.ndarray | None, str]  # (float32 [64, 64, 3] image, "") or (None, why unreadable)
+Read = tuple[np.ndarray | None, str]  # (uint8 [64, 64, 3] image, "") or (None, why unreadable)
 
 
 def _init_worker(blob: bytes) -> None:
@@ -51,24 +49,9 @@ def _exit_with_parent(parent: int) -> None:
   os._exit(1)  # pylint: disable=protected-access
 
 
-def _pack(image: np.ndarray | None) -> np.ndarray | None:
-  if image is None:
-    return None
-  u = np.round(image * 255.0).astype(np.uint8)
-  return u if np.array_equal(u.astype(np.float32) / 255.0, image) else image
-
-
-def _unpack(image: np.ndarray | None) -> np.ndarray | None:
-  if image is None or image.dtype != np.uint8:
-    return image
-  return image.astype(np.float32) / 255.0
-
-
-def _read_packed(indices: Sequence[int]) -> tuple[list, float]:
+def _read_in_worker(indices: Sequence[int]) -> tuple[list[Read], float]:
   start = time.process_time()
-  out = [(_pack(image), reason) for image, reason in
-         (sources_lib.read(_SOURCES, i) for i in indices)]
-  return out, time.process_time() - start
+  return [sources_lib.read(_SOURCES, i) for i in indices], time.process_time() - start
 
 
 def _read_here(sources: sources_lib.Sources, indices: Sequence[int]) -> tuple[list[Read], float]:
@@ -114,7 +97,7 @@ class Pool:
   def submit(self, indices: Sequence[int]) -> concurrent.futures.Future:
     if self.kind == "threads":
       return self._pool.submit(_read_here, self.sources, list(indices))
-    return self._pool.submit(_read_packed, list(indices))
+    return self._pool.submit(_read_in_worker, list(indices))
 
   def result(self, future: concurrent.futures.Future) -> tuple[list[Read], float]:
     """What `future` (from submit) read: [Read per index] and the CPU seconds it took."""
@@ -125,8 +108,6 @@ class Pool:
           "generate's reading processes died (see above); a script that calls generate must keep "
           "its work under `if __name__ == \"__main__\":`, since each reading process imports the "
           "script again (multiprocessing's spawn), or pass reader=\"threads\"") from e
-    if self.kind == "processes":
-      reads = [(_unpack(image), reason) for image, reason in reads]
     return reads, seconds
 
   def close(self) -> None:

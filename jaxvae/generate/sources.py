@@ -8,6 +8,7 @@ as the other modes read them (jaxvae.data for files, jaxvae.celeba for CelebA).
 """
 
 import collections
+import functools
 import glob
 import hashlib
 import os
@@ -26,7 +27,7 @@ class Sources(NamedTuple):
   kind: str  # "files" or "celeba"
   description: str
   ids: list[str]  # [N] stable ids
-  load: Callable[[int], np.ndarray]  # index -> float32 [64, 64, 3] in [0, 1]
+  load: Callable[[int], np.ndarray]  # index -> uint8 [64, 64, 3], the model's input x 255
   attributes: np.ndarray | None  # [N, 40] int8 in {-1, 1}, columns celeba.ATTR_NAMES
 
   def identity(self) -> dict:
@@ -76,8 +77,8 @@ def _faces_in(name: str, box: tuple[int, int, int, int], align: str) -> int:
           return 1
     except (OSError, ValueError):
       return 1
-  try:
-    return max(1, len(data.load_faces(name, box, align)))  # Detections are cached per file.
+  try:  # Detections are cached per file.
+    return max(1, len(data.load_faces(name, box, align, as_uint8=True)))
   except _READ_ERRORS:
     return 1
 
@@ -116,14 +117,15 @@ class _FileLoader(NamedTuple):
 
   def __call__(self, i: int) -> np.ndarray:
     if self.align == "off":
-      return data.load_one(self.names[i], self.box)
-    return data.load_faces(self.names[i], self.box, self.align)[self.picks[i]][1]
+      return data.load_one(self.names[i], self.box, as_uint8=True)
+    return data.load_faces(self.names[i], self.box, self.align, as_uint8=True)[self.picks[i]][1]
 
 
 def from_celeba(ds: celeba.CelebA) -> Sources:
   """An opened CelebA split (jaxvae.celeba.open_celeba); images missing on disk are skipped."""
   return Sources("celeba", f"CelebA {ds.split} split, {ds.source} ({len(ds)} images)",
-                 [str(n) for n in ds.names], ds.load_image, np.asarray(ds.attributes, np.int8))
+                 [str(n) for n in ds.names], functools.partial(ds.load_image, as_uint8=True),
+                 np.asarray(ds.attributes, np.int8))
 
 
 def open_celeba(root: str, split: str, box: tuple[int, int, int, int],
