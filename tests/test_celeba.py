@@ -109,15 +109,20 @@ def test_prepared_array_record_tfds_matches_the_files(fake, tfds_dir, split):
     assert data.names[0] == f"{'train' if split == 'all' else split}[0]"
 
 
-def test_default_mock_data_with_the_real_feature_spec():
+def test_raw_records_parse_as_tfds_decodes_them(tfds_dir):
+  """jaxvae parses celeb_a's serialized records itself (tfds' numpy parser costs ~1.4 ms per
+  example): every example's attributes and image equal tfds' own decode of the same record."""
   import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
-  with tfds.testing.mock_data(num_examples=5):
-    data = celeba.open_celeba("tfds", split="validation")
-    images = data.load_batch([0, 4])
-  assert len(data) == 5 and data.attributes.shape == (5, 40)
-  assert set(np.unique(data.attributes)) <= {-1, 1}
-  assert images.shape == (2, 64, 64, 3) and images.dtype == np.float32
-  assert 0.0 <= images.min() and images.max() <= 1.0
+  data_dir, _ = tfds_dir
+  decoded = tfds.data_source("celeb_a", split="train", data_dir=data_dir, download=False,
+                             try_gcs=False)
+  data = celeba.open_celeba("tfds:celeb_a", split="train", tfds_data_dir=data_dir)
+  assert len(data) == len(decoded) > 0
+  for i in range(len(decoded)):
+    want = decoded[i]
+    assert list(data.attributes[i]) == [1 if want["attributes"][a] else -1
+                                        for a in celeba.ATTR_NAMES]
+    assert np.array_equal(np.asarray(data.raw_loader(i)), want["image"])
 
 
 def test_max_count_box_and_size(fake):

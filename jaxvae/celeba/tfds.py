@@ -69,6 +69,24 @@ def _tfds_failure(tfds: Any, where: str, builder_fn: Callable[[], Any],
   return RuntimeError(f"could not read celeb_a at {path} through tensorflow-datasets: {error}")
 
 
+def _parse(record: bytes | dict) -> dict[str, Any]:
+  """A celeb_a record -> {"image": its JPEG bytes, "attributes": {name: bool}}.
+
+  Records are read as their serialized tf.train.Example (tfds' own numpy parser takes ~1.4 ms per
+  example, so opening all of CelebA took minutes): the stock builder's features are `image` (the
+  encoded JPEG) and `attributes/<name>` (bools stored as int64). tfds' test mocks hand over
+  decoded examples, passed through as they are.
+  """
+  if isinstance(record, dict):
+    return record
+  from tensorflow_datasets.proto import tf_example_pb2  # pylint: disable=import-outside-toplevel
+  features = tf_example_pb2.Example.FromString(record).features.feature
+  attrs = {a: bool(features[f"attributes/{a}"].int64_list.value[0]) for a in ATTR_NAMES
+           if f"attributes/{a}" in features}
+  image = features["image"].bytes_list.value if "image" in features else []
+  return {"image": image[0] if image else None, "attributes": attrs}
+
+
 def _open_tfds(name: str | None, directory: str | None, data_dir: str | None, split: str,
                max_count: int | None, box, size: int, num_threads: int) -> CelebA:
   """A prepared tfds celeb_a: by name (in `data_dir`) or from its version `directory`."""
@@ -81,10 +99,13 @@ def _open_tfds(name: str | None, directory: str | None, data_dir: str | None, sp
       return tfds.builder_from_directory(directory)
     return tfds.builder(name, data_dir=data_dir)
 
+  raw = tfds.decode.DeserializeMethod.RAW_BYTES  # Parsed here (_parse): 38 us, not 1.4 ms.
+
   def open_fn(s: str) -> Sequence[Any]:
     if directory is not None:
-      return builder_fn().as_data_source(split=s)
-    return tfds.data_source(name, split=s, data_dir=data_dir, download=False, try_gcs=False)
+      return builder_fn().as_data_source(split=s, deserialize_method=raw)
+    return tfds.data_source(name, split=s, data_dir=data_dir, download=False, try_gcs=False,
+                            deserialize_method=raw)
 
   where = directory or f"{name} in {data_dir or tfds.core.constants.DATA_DIR}"
   with contained_tempdirs():
@@ -97,7 +118,7 @@ def _open_tfds(name: str | None, directory: str | None, data_dir: str | None, sp
     for i in range(len(source)):
       if max_count is not None and len(refs) >= max_count:
         break
-      example = source[i]
+      example = _parse(source[i])
       refs.append((source, i, f"{s}[{i}]"))
       split_ids.append(SPLITS.index(s))
       attrs = example["attributes"]
@@ -108,7 +129,7 @@ def _open_tfds(name: str | None, directory: str | None, data_dir: str | None, sp
 
   def load(i: int) -> np.ndarray:
     source, j, _ = refs[i]
-    image = source[j]["image"]
+    image = _parse(source[j])["image"]
     return np.asarray(image) if not isinstance(image, bytes) else Image.open(io.BytesIO(image))
 
   return CelebA(names=np.array([r[2] for r in refs], dtype=np.str_),
