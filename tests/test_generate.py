@@ -428,6 +428,24 @@ def test_reading_processes_write_what_reading_threads_write(vae, ckpt, celeba_tr
     generate(vae, str(folder), str(tmp_path / "x"), K, reader="forks")
 
 
+def test_tfds_sources_are_read_in_processes_as_in_threads(vae, tmp_path):
+  """A prepared tfds celeb_a (the stock builder's array_record) pickles into reading processes,
+  which write the reading threads' shard bytes."""
+  pytest.importorskip("importlib_resources", reason="tfds needs it to prepare a dataset")
+  fake = fake_celeba.write_fake_celeba(str(tmp_path / "celeba"), n=8, tfds_extras=True)
+  data_dir = str(tmp_path / "tfds")
+  fake_celeba.prepare_tfds(fake, data_dir)
+  runs = {}
+  for reader in ("threads", "processes"):
+    ds = celeba.open_celeba("tfds:celeb_a", "all", box=models.get_info("betavae").celeba_box,
+                            tfds_data_dir=data_dir)
+    summary = generate(vae, ds, str(tmp_path / reader), K, batch_size=B, shard_size=3 * K,
+                       workers=2, reader=reader)
+    assert f"read ({reader}, CPU)" in summary["process_0"]["stage_seconds"], summary
+    runs[reader] = _shard_bytes(tmp_path / reader)
+  assert runs["processes"] == runs["threads"] and len(runs["threads"]) == 3
+
+
 def test_reading_processes_of_an_unguarded_script_fail_with_a_clear_message(ckpt, tmp_path):
   """A script without `if __name__ == "__main__":` starts generate again in every spawned reading
   process; the run stops with a message that says what to do, not a pool's traceback alone."""

@@ -4,7 +4,7 @@ import contextlib
 import io
 import shutil
 import tempfile
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 from PIL import Image
@@ -113,27 +113,34 @@ def _open_tfds(name: str | None, directory: str | None, data_dir: str | None, sp
       sources = [open_fn(s) for s in splits]
     except (NotImplementedError, FileNotFoundError, AssertionError, ValueError) as e:
       raise _tfds_failure(tfds, where, builder_fn, e) from e
-  refs, split_ids, rows = [], [], []
-  for s, source in zip(splits, sources):
+  names, which, examples, rows = [], [], [], []
+  for k, (s, source) in enumerate(zip(splits, sources)):
     for i in range(len(source)):
-      if max_count is not None and len(refs) >= max_count:
+      if max_count is not None and len(names) >= max_count:
         break
-      example = _parse(source[i])
-      refs.append((source, i, f"{s}[{i}]"))
-      split_ids.append(SPLITS.index(s))
-      attrs = example["attributes"]
+      attrs = _parse(source[i])["attributes"]
       absent = [a for a in ATTR_NAMES if a not in attrs]
       if absent:
         raise ValueError(f"tfds {where} split {s} example {i} lacks attributes {_listing(absent)}")
+      names.append(f"{s}[{i}]")
+      which.append(k)
+      examples.append(i)
       rows.append([1 if bool(attrs[a]) else -1 for a in ATTR_NAMES])
-
-  def load(i: int) -> np.ndarray:
-    source, j, _ = refs[i]
-    image = _parse(source[j])["image"]
-    return np.asarray(image) if not isinstance(image, bytes) else Image.open(io.BytesIO(image))
-
-  return CelebA(names=np.array([r[2] for r in refs], dtype=np.str_),
-                splits=np.array(split_ids, np.int8),
+  return CelebA(names=np.array(names, dtype=np.str_),
+                splits=np.array([SPLITS.index(splits[k]) for k in which], np.int8),
                 attributes=np.array(rows, np.int8).reshape(len(rows), len(ATTR_NAMES)),
-                split=split, box=tuple(box), size=size, raw_loader=load,
+                split=split, box=tuple(box), size=size,
+                raw_loader=_Loader(sources, np.array(which, np.int8), np.array(examples)),
                 num_threads=num_threads, source=f"tensorflow-datasets {where}")
+
+
+class _Loader(NamedTuple):
+  """index -> the image of example `examples[index]` of `sources[which[index]]` (picklable, as
+  tfds data sources are: reading processes use it)."""
+  sources: Sequence[Any]  # a tfds data source per split
+  which: np.ndarray  # [N] int8
+  examples: np.ndarray  # [N] int
+
+  def __call__(self, i: int) -> Image.Image | np.ndarray:
+    image = _parse(self.sources[self.which[i]][int(self.examples[i])])["image"]
+    return np.asarray(image) if not isinstance(image, bytes) else Image.open(io.BytesIO(image))
