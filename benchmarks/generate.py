@@ -165,10 +165,15 @@ def bench_model(name: str, ckpt: str, tree: str, scratch: str) -> dict:
   wall, cpu = interleaved(fns, ARGS.repeats)
   rates = {k: n_images / common.median(v) for k, v in wall.items()}
   cpu_us = {k: common.median(v) / n_images * 1e6 for k, v in cpu.items()}
-  stages = {enc: {k: float(np.median([s["stage_seconds"].get(k, 0) for s in v]))
-                  for k in v[0]["stage_seconds"]} for enc, v in summaries.items()}
+  stages = {enc: stage_medians(v) for enc, v in summaries.items()}
   return {"rates": rates, "cpu_us": cpu_us, "stages": stages,
           "alone": time_stages_alone(vae, src), "images": n_images}
+
+
+def stage_medians(summaries: list[dict]) -> dict[str, float]:
+  """Each pipeline stage's median seconds over generate runs' summaries."""
+  return {k: float(np.median([s["stage_seconds"].get(k, 0) for s in summaries]))
+          for k in summaries[0]["stage_seconds"]}
 
 
 def _cpu_seconds() -> float:
@@ -281,8 +286,7 @@ def host_only(name: str, ckpt: str, tree: str, scratch: str) -> None:
   log(f"\n{name}, host only (the engine's outputs ready), {n} sources x {ARGS.variations}, "
       f"batch {ARGS.batch}, {os.cpu_count()} CPUs:")
   for label in fns:
-    stages = {k: float(np.median([s["stage_seconds"].get(k, 0) for s in summaries[label]]))
-              for k in summaries[label][0]["stage_seconds"]}
+    stages = stage_medians(summaries[label])
     rate = n * ARGS.variations / common.median(wall[label])
     log(f"  {label}: {rate:.0f} images/s ({rate * 64 * 64 * 3 / 1e9:.2f} GB/s of raw images), "
         f"{common.median(cpu[label]) / n * 1e6:.0f} CPU-us per source; stages (s): "

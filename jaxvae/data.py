@@ -148,11 +148,6 @@ def crop_box(width: int, height: int, celeba_box: tuple[int, int, int, int]):
   return left, top, left + side, top + side
 
 
-def to_unit(images: np.ndarray) -> np.ndarray:
-  """uint8 pixels -> float32 k / 255 in [0, 1], as torchvision's ToTensor divides."""
-  return np.asarray(images, np.float32) / 255.0
-
-
 def crop_resize(rgb: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
   """uint8 [H, W, 3] -> crop `box` -> PIL bilinear resize to 64 -> uint8 [64, 64, 3]."""
   image = Image.fromarray(rgb).crop(box).resize((IMAGE_SIZE, IMAGE_SIZE), Image.BILINEAR)
@@ -160,8 +155,9 @@ def crop_resize(rgb: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
 
 
 def preprocess(rgb: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
-  """uint8 [H, W, 3] -> crop `box` -> PIL bilinear resize to 64 -> float32 [64, 64, 3] in [0, 1]."""
-  return to_unit(crop_resize(rgb, box))
+  """uint8 [H, W, 3] -> crop `box` -> PIL bilinear resize to 64 -> float32 [64, 64, 3] in [0, 1]
+  (k / 255, as torchvision's ToTensor divides)."""
+  return np.asarray(crop_resize(rgb, box), np.float32) / 255.0
 
 
 def load_one(name: str, celeba_box: tuple[int, int, int, int],

@@ -320,7 +320,7 @@ def test_keyed_uint8_is_rounded_on_the_devices_and_keys_are_checked(small):
 
 
 def test_keyed_uint8_inputs_are_read_as_the_loaders_float32_division(small):
-  """uint8 pixels k enter the engine as numpy's float32 k / 255 (what data.to_unit gives), so
+  """uint8 pixels k enter the engine as numpy's float32 k / 255 (what the loaders give), so
   the outputs are bit-identical to those of the float inputs; input noise reads them too."""
   model, variables, _ = small
   pixels = np.random.default_rng(3).integers(0, 256, (3, 64, 64, 3), np.uint8)

@@ -4,9 +4,10 @@ Decoding and resizing release the GIL only in part. On 16 cores, 16 reading thre
 as fast as one core (an H200 host, 2026-11-26: generate 9,300-10,000 images/s at K=10 against an
 engine of 500,000), so with PROCESSES_FROM workers or more, where the sources can be pickled,
 they are read by spawned worker processes, each with its own GIL, in chunks of CHUNK sources
-(a worker imports no jax: about 0.15 s to start). On 2 cores threads are as good or slightly
-better (benchmarks/generate.py, Beta-VAE: 278 CPU-us per image with 2 threads, 295 with 2
-processes; 57% and 55% of the engine alone). Images travel as the loaders' uint8 pixels.
+(a worker imports no jax: about 0.15 s to start). On 2 cores beside the engine both kinds give
+the same (benchmarks/generate.py, Beta-VAE, 8,192 sources: 66% of the engine alone); with the
+engine's outputs ready (--host-only) processes read faster, sharing no GIL with the writer (23,800
+against 18,700 images/s). Images travel as the loaders' uint8 pixels.
 """
 
 import concurrent.futures
