@@ -235,6 +235,32 @@ def test_source_ids_and_keys_do_not_depend_on_position(vae, faces, tmp_path):
              for x, y in zip(_read_all(tmp_path / "d"), records))
 
 
+def test_a_failed_commit_stops_the_run_and_the_same_call_completes_it(vae, faces, tmp_path,
+                                                                     monkeypatch):
+  """Shards are committed several at once (pipeline.commits_at_once); one that fails (a full
+  disk) stops the run with its error while the others complete, and the same call again writes
+  only what is missing: the result equals an undisturbed run's."""
+  from jaxvae.generate import shards as shards_lib  # pylint: disable=import-outside-toplevel
+  folder, _ = faces
+  commit = shards_lib.ArrayRecordShard.commit
+
+  def full_disk(self):
+    if self.name.startswith("shard-00001-"):
+      raise OSError(28, "No space left on device")
+    return commit(self)
+
+  monkeypatch.setattr(shards_lib.ArrayRecordShard, "commit", full_disk)
+  with pytest.raises(OSError, match="No space left on device"):
+    generate(vae, folder, str(tmp_path / "a"), K, batch_size=B, shard_size=2 * K)
+  listed = json.load(open(tmp_path / "a" / "generate" / "manifest.json"))["shards"]
+  assert "1" not in listed and "0" in listed
+  monkeypatch.undo()
+  summary = generate(vae, folder, str(tmp_path / "a"), K, batch_size=B, shard_size=2 * K)
+  assert summary["complete"] and summary["process_0"]["shards"] == 4 - len(listed)
+  generate(vae, folder, str(tmp_path / "b"), K, batch_size=B, shard_size=2 * K)
+  assert _shard_bytes(tmp_path / "a") == _shard_bytes(tmp_path / "b")
+
+
 def test_batch_that_does_not_fit_in_memory_is_refused_before_compute(vae, faces, tmp_path):
   with pytest.raises(options.ConfigError, match="lower config.batch_size"):
     generate(vae, faces[0], str(tmp_path), 4096, batch_size=65536, shard_size=4096)

@@ -12,6 +12,7 @@ is written. At most `QUEUE` batches wait for the writer: memory is bounded by ba
 import collections
 import concurrent.futures
 import itertools
+import os
 import queue
 import threading
 import time
@@ -28,6 +29,12 @@ from jaxvae.generate import shards as shards_lib
 from jaxvae.generate import sources as sources_lib
 
 QUEUE = 2  # Batches computed or in flight ahead of the writer.
+
+
+def commits_at_once() -> int:
+  """Shards committed at once: one's hashing overlaps another's fsync, and on many cores (an
+  accelerator's host, where shards come fast) hashing shards in parallel keeps up with them."""
+  return max(2, min(8, (os.cpu_count() or 1) // 4))
 PROGRESS_EVERY_S = 10.0
 
 
@@ -68,6 +75,11 @@ class Stats:
   def add(self, stage: str, seconds: float) -> None:
     with self._lock:
       self.seconds[stage] += seconds
+
+  def committed(self, shard: int) -> None:
+    with self._lock:
+      self.shards += 1
+    self.report(shard, force=True)
 
   def rate(self) -> float:
     return self.records / max(time.perf_counter() - self.start, 1e-9)
@@ -153,10 +165,12 @@ class Writer(threading.Thread):
     self.queue: queue.Queue = queue.Queue(QUEUE)
     self.error: BaseException | None = None
     self.shard = None
-    self.pending: concurrent.futures.Future | None = None  # The commit in progress.
+    self.commits = commits_at_once()
+    self.pending: collections.deque = collections.deque()  # Commits in progress (futures).
 
   def run(self) -> None:
-    committer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="generate-commit")
+    committer = concurrent.futures.ThreadPoolExecutor(self.commits,
+                                                      thread_name_prefix="generate-commit")
     try:
       while (item := self.queue.get()) is not None:
         self._write(*item, committer)
@@ -165,9 +179,10 @@ class Writer(threading.Thread):
     finally:
       if self.shard is not None:
         self.shard.abort()
-      committer.shutdown(wait=True)  # A shard being committed is completed.
-      if self.pending is not None and self.pending.exception() and self.error is None:
-        self.error = self.pending.exception()
+      committer.shutdown(wait=True)  # Shards being committed are completed.
+      failed = [f.exception() for f in self.pending if f.exception() is not None]
+      if failed and self.error is None:
+        self.error = failed[0]
 
   def put(self, item) -> None:
     while True:
@@ -226,9 +241,9 @@ class Writer(threading.Thread):
     stats.records += j * job.num_variations
     stats.sources += j
     if batch.last:  # Committed in the background (fsync waits for the disk) while the next
-      if self.pending is not None:  # shard is written; one commit at a time.
-        self.pending.result()
-      self.pending = committer.submit(self._commit, batch.shard, self.shard)
+      while len(self.pending) >= self.commits:  # shards are written, `commits` at most at once.
+        self.pending.popleft().result()
+      self.pending.append(committer.submit(self._commit, batch.shard, self.shard))
       self.shard = None
     stats.report()
 
@@ -238,8 +253,7 @@ class Writer(threading.Thread):
     manifest_lib.update(self.job.root,
                         lambda m: manifest_lib.add_shard(m, index, shard._asdict()))
     self.stats.add("commit: fsync, sha256, manifest (wall)", time.perf_counter() - t)
-    self.stats.shards += 1
-    self.stats.report(index, force=True)
+    self.stats.committed(index)
 
 
 def run(job: Job, vae: Any, options: sampling.Options, stats: Stats,
