@@ -1,7 +1,7 @@
 """Generation engine: variations, reconstruction, prior samples, interpolation and latent edits.
 
-All functions take and return images in [0, 1] ([B, H, W, C]); the conversion to and from each
-model's own value range happens here. Randomness is keyed per (variation k, image b) as
+All functions take and return images in [0, 1] ([B, H, W, C]; the variation engines also take
+uint8 pixels k as k / 255); the conversion to and from each model's own value range happens here. Randomness is keyed per (variation k, image b) as
 fold_in(fold_in(key, k), b), so an image's variations do not depend on the batch it is in, and
 sharding or padding the batch changes nothing. With per-image keys (`keyed_variations`, what
 --mode=generate uses) image b's variation k draws from r = fold_in(keys[b], k) alone (noise from
@@ -187,8 +187,7 @@ def keyed_variations(model: nn.Module, variables, images, keys: jax.Array, num: 
   if num < 1:
     raise ValueError(f"num_variations must be >= 1, got {num}")
   images = jnp.asarray(images)
-  if images.dtype != jnp.uint8:
-    images = images.astype(jnp.float32)
+  images = images if images.dtype == jnp.uint8 else images.astype(jnp.float32)
   if not (isinstance(keys, jax.Array) and jnp.issubdtype(keys.dtype, jax.dtypes.prng_key)
           and keys.shape == images.shape[:1]):
     raise ValueError(f"keys must be typed keys (jax.random.key, fold_in, split), one per image: "
@@ -219,7 +218,8 @@ def variations(model: nn.Module, variables, images, key: jax.Array | None, num: 
     return keyed_variations(model, variables, images, keys, num, options, devices).images
   if num < 1:
     raise ValueError(f"num_variations must be >= 1, got {num}")
-  images = jnp.asarray(images, jnp.float32)
+  images = jnp.asarray(images)  # uint8 pixels k are k / 255, as in keyed_variations.
+  images = jnp.asarray(_UNIT)[images] if images.dtype == jnp.uint8 else images.astype(jnp.float32)
   devices = jax.local_devices() if devices is None else devices
   if len(devices) == 1:
     return _variations_jit(model, variables, images, key, jnp.arange(images.shape[0]), num,

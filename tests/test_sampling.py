@@ -320,7 +320,7 @@ def test_keyed_uint8_is_rounded_on_the_devices_and_keys_are_checked(small):
 
 
 def test_keyed_uint8_inputs_are_read_as_the_loaders_float32_division(small):
-  """uint8 pixels k enter the engine as numpy's float32 k / 255 (what the loaders give), so
+  """uint8 pixels k enter the engines as numpy's float32 k / 255 (what the loaders give), so
   the outputs are bit-identical to those of the float inputs; input noise reads them too."""
   model, variables, _ = small
   pixels = np.random.default_rng(3).integers(0, 256, (3, 64, 64, 3), np.uint8)
@@ -332,6 +332,9 @@ def test_keyed_uint8_inputs_are_read_as_the_loaders_float32_division(small):
     got = sampling.keyed_variations(model, variables, pixels, keys, 2, options, latents=True)
     for field in ("images", "mean", "logvar", "z"):
       np.testing.assert_array_equal(getattr(got, field), getattr(want, field), err_msg=field)
+    np.testing.assert_array_equal(  # The batch-keyed engine reads them alike.
+        sampling.variations(model, variables, pixels, jax.random.key(4), 2, options),
+        sampling.variations(model, variables, unit, jax.random.key(4), 2, options))
 
 
 _KEYED_SHARDED = textwrap.dedent("""
