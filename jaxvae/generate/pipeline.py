@@ -1,12 +1,13 @@
 """The streaming loop of --mode=generate: host workers read, the devices compute, a thread writes.
 
 Sources are read and preprocessed by a pool of processes, or of threads (jaxvae.generate.readers),
-in chunks, at most `window` chunks ahead of the devices. Each shard's readable sources are cut into
-fixed-size batches starting at the shard's first source (the last one padded), so a shard's
-batches are the same whichever process or run computes it. The engine (encode, K variations,
-post-processing, uint8 conversion) is one compiled call per batch, dispatched asynchronously; a
-writer thread fetches its results, encodes the records and commits each shard when its last batch
-is written. At most `QUEUE` batches wait for the writer: memory is bounded by batch size and K.
+in chunks, at most `window` chunks ahead of the devices, as uint8 pixels. Each shard's readable
+sources are cut into fixed-size batches starting at the shard's first source (the last one
+padded), so a shard's batches are the same whichever process or run computes it. The engine
+(encode, K variations, post-processing, uint8 conversion) is one compiled call per batch,
+dispatched asynchronously; a writer thread fetches its results, encodes the records and hands each
+shard, once its last batch is written, to a pool that commits `commits_at_once()` shards at a
+time. At most `QUEUE` batches wait for the writer: memory is bounded by batch size and K.
 """
 
 import collections
@@ -29,13 +30,13 @@ from jaxvae.generate import shards as shards_lib
 from jaxvae.generate import sources as sources_lib
 
 QUEUE = 2  # Batches computed or in flight ahead of the writer.
+PROGRESS_EVERY_S = 10.0
 
 
 def commits_at_once() -> int:
   """Shards committed at once: one's hashing overlaps another's fsync, and on many cores (an
   accelerator's host, where shards come fast) hashing shards in parallel keeps up with them."""
   return max(2, min(8, (os.cpu_count() or 1) // 4))
-PROGRESS_EVERY_S = 10.0
 
 
 class Job(NamedTuple):
