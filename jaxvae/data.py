@@ -15,6 +15,7 @@ from typing import Callable, NamedTuple, Sequence
 import numpy as np
 from PIL import Image
 
+from jaxvae import celeba
 from jaxvae.celeba import CELEBA_SIZE
 
 IMAGE_SIZE = 64
@@ -148,16 +149,11 @@ def crop_box(width: int, height: int, celeba_box: tuple[int, int, int, int]):
   return left, top, left + side, top + side
 
 
-def crop_resize(rgb: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
-  """uint8 [H, W, 3] -> crop `box` -> PIL bilinear resize to 64 -> uint8 [64, 64, 3]."""
-  image = Image.fromarray(rgb).crop(box).resize((IMAGE_SIZE, IMAGE_SIZE), Image.BILINEAR)
-  return np.asarray(image)
-
-
-def preprocess(rgb: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+def preprocess(rgb: np.ndarray, box: tuple[int, int, int, int],
+               as_uint8: bool = False) -> np.ndarray:
   """uint8 [H, W, 3] -> crop `box` -> PIL bilinear resize to 64 -> float32 [64, 64, 3] in [0, 1]
-  (k / 255, as torchvision's ToTensor divides)."""
-  return np.asarray(crop_resize(rgb, box), np.float32) / 255.0
+  (its uint8 pixels with `as_uint8`): CelebA's own preprocessing (jaxvae.celeba.preprocess)."""
+  return celeba.preprocess(rgb, box, IMAGE_SIZE, as_uint8)
 
 
 def load_one(name: str, celeba_box: tuple[int, int, int, int],
@@ -170,7 +166,7 @@ def load_one(name: str, celeba_box: tuple[int, int, int, int],
   else:
     rgb = decode(name)
     box = crop_box(rgb.shape[1], rgb.shape[0], celeba_box)
-  return crop_resize(rgb, box) if as_uint8 else preprocess(rgb, box)
+  return preprocess(rgb, box, as_uint8)
 
 
 def load_faces(name: str, celeba_box: tuple[int, int, int, int], align: str = "off",
@@ -190,8 +186,7 @@ def load_faces(name: str, celeba_box: tuple[int, int, int, int], align: str = "o
   rgb = BUNDLED[name[len(BUNDLED_PREFIX):]][0]() if bundled else decode(name)
   key = functools.partial(pipeline.array_key, rgb) if bundled else \
       functools.partial(pipeline.file_key, name)
-  fn = crop_resize if as_uint8 else preprocess
-  return [(n, fn(im, crop_box(im.shape[1], im.shape[0], celeba_box)))
+  return [(n, preprocess(im, crop_box(im.shape[1], im.shape[0], celeba_box), as_uint8))
           for n, im in pipeline.prepare(name, rgb, align, key)]
 
 

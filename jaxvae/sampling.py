@@ -1,11 +1,12 @@
 """Generation engine: variations, reconstruction, prior samples, interpolation and latent edits.
 
 All functions take and return images in [0, 1] ([B, H, W, C]; the variation engines also take
-uint8 pixels k as k / 255); the conversion to and from each model's own value range happens here. Randomness is keyed per (variation k, image b) as
-fold_in(fold_in(key, k), b), so an image's variations do not depend on the batch it is in, and
-sharding or padding the batch changes nothing. With per-image keys (`keyed_variations`, what
---mode=generate uses) image b's variation k draws from r = fold_in(keys[b], k) alone (noise from
-split(r)[0], eps from split(r)[1]), whatever its batch, position, device or process.
+uint8 pixels k as k / 255); the conversion to and from each model's own value range happens
+here. Randomness is keyed per (variation k, image b) as fold_in(fold_in(key, k), b), so an
+image's variations do not depend on the batch it is in, and sharding or padding the batch
+changes nothing. With per-image keys (`keyed_variations`, what --mode=generate uses) image b's
+variation k draws from r = fold_in(keys[b], k) alone (noise from split(r)[0], eps from
+split(r)[1]), whatever its batch, position, device or process.
 
 Posterior sampling: z = mean + temperature * exp(logvar / 2) * eps, eps ~ N(0, I) per image and
 variation ("per_sample"), or the PVAE original's rule ("pvae_shared"): one eps ~ N(0, 0.1^2 I)
@@ -36,6 +37,11 @@ RULES = ("per_sample", "pvae_shared")
 PVAE_EPS_STD = 0.1
 # uint8 k -> float32 k / 255 as the loaders divide, looked up (a device division may be inexact).
 _UNIT = np.arange(256, dtype=np.float32) / 255.0
+
+
+def _unit(images: jax.Array) -> jax.Array:
+  """The variation engines' input as float32 in [0, 1]: uint8 pixels k looked up as k / 255."""
+  return jnp.asarray(_UNIT)[images] if images.dtype == jnp.uint8 else images.astype(jnp.float32)
 INTERPOLATIONS = ("linear", "slerp")
 
 
@@ -108,6 +114,7 @@ def variation_latent(model: nn.Module, variables, images: jax.Array, key: jax.Ar
 
 
 def _variations_local(model, variables, images, key, index, num: int, options: Options):
+  images = _unit(images)
   keys = jax.vmap(lambda k: jax.random.fold_in(key, k))(jnp.arange(num))
   if options.input_noise_std > 0:  # One encode per variation.
     z = jax.vmap(lambda k: variation_latent(model, variables, images, k, index, options))(keys)
@@ -156,8 +163,7 @@ def _keyed_local(model, variables, images, keys, num: int, options: Options, lat
   def draw(kk, i, shape):  # One normal draw per key r, from split(r)[i].
     return jax.vmap(lambda r: jax.random.normal(jax.random.split(r)[i], shape))(kk)
 
-  if images.dtype == jnp.uint8:
-    images = jnp.asarray(_UNIT)[images]
+  images = _unit(images)
   scale, noise = PVAE_EPS_STD if options.rule == "pvae_shared" else 1.0, options.input_noise_std
   encoded = None if noise > 0 else encode(model, variables, images, options.chunk_size)
 
@@ -186,8 +192,7 @@ def keyed_variations(model: nn.Module, variables, images, keys: jax.Array, num: 
   Devices and processes as in `variations` (each its own images, keys)."""
   if num < 1:
     raise ValueError(f"num_variations must be >= 1, got {num}")
-  images = jnp.asarray(images)
-  images = images if images.dtype == jnp.uint8 else images.astype(jnp.float32)
+  images = jnp.asarray(images)  # uint8 stays uint8 up to the devices (_unit).
   if not (isinstance(keys, jax.Array) and jnp.issubdtype(keys.dtype, jax.dtypes.prng_key)
           and keys.shape == images.shape[:1]):
     raise ValueError(f"keys must be typed keys (jax.random.key, fold_in, split), one per image: "
@@ -197,7 +202,8 @@ def keyed_variations(model: nn.Module, variables, images, keys: jax.Array, num: 
   args = [placement.pad_rows(a, pad) for a in (images, jax.random.key_data(keys))]
   fn = _sharded_fn(model, int(num), options, devices,
                    (str(jax.random.key_impl(keys)), latents, as_uint8))
-  return placement.run_on_mesh(fn, variables, args, (P("batch"), P("batch")), images.shape[0], devices)
+  return placement.run_on_mesh(fn, variables, args, (P("batch"), P("batch")), images.shape[0],
+                               devices)
 
 
 def variations(model: nn.Module, variables, images, key: jax.Array | None, num: int,
@@ -218,8 +224,7 @@ def variations(model: nn.Module, variables, images, key: jax.Array | None, num: 
     return keyed_variations(model, variables, images, keys, num, options, devices).images
   if num < 1:
     raise ValueError(f"num_variations must be >= 1, got {num}")
-  images = jnp.asarray(images)  # uint8 pixels k are k / 255, as in keyed_variations.
-  images = jnp.asarray(_UNIT)[images] if images.dtype == jnp.uint8 else images.astype(jnp.float32)
+  images = jnp.asarray(images)  # uint8 stays uint8 up to the devices (_unit).
   devices = jax.local_devices() if devices is None else devices
   if len(devices) == 1:
     return _variations_jit(model, variables, images, key, jnp.arange(images.shape[0]), num,
@@ -254,8 +259,8 @@ def _variations_sharded(model, variables, images, key, num, options, devices):
   offset = me * b if multihost else 0
   index = np.concatenate([offset + np.arange(b), np.full(pad, _PAD_INDEX)]).astype(np.int32)
   return placement.run_on_mesh(_sharded_fn(model, num, options, devices), variables,
-                        (placement.pad_rows(images, pad), jax.random.key_data(key), index),
-                        (P("batch"), P(), P("batch")), b, devices)
+                               (placement.pad_rows(images, pad), jax.random.key_data(key), index),
+                               (P("batch"), P(), P("batch")), b, devices)
 
 
 @functools.partial(jax.jit, static_argnames=("model", "n", "chunk_size", "postprocess"))

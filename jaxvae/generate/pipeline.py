@@ -181,7 +181,7 @@ class Writer(threading.Thread):
       if self.shard is not None:
         self.shard.abort()
       committer.shutdown(wait=True)  # Shards being committed are completed.
-      failed = [f.exception() for f in self.pending if f.exception() is not None]
+      failed = [e for e in (f.exception() for f in self.pending) if e is not None]
       if failed and self.error is None:
         self.error = failed[0]
 
